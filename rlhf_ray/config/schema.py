@@ -1,0 +1,127 @@
+"""The typed configuration. Every field has a documented default; CHOICE marks a default from ALGORITHMS.md §6."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    # Unknown keys are errors (a typo must never silently fall back to a default).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str = Field("run", description="Run folder name: outputs go to <output_dir>/<name>/.")
+    output_dir: str = Field("runs", description="Parent folder of run folders.")
+    seed: int = Field(0, description="Seed for torch, numpy and Python RNGs and data shuffling.")
+    log_every: int = Field(1, ge=1, description="Write metrics every N optimizer steps.")
+
+
+class FieldMap(Section):
+    """Which keys of a user's JSON/JSONL rows hold the prompt and the two responses."""
+
+    prompt: str = Field("prompt", description="Key of the prompt text.")
+    chosen: str = Field("chosen", description="Key of the preferred response.")
+    rejected: str = Field("rejected", description="Key of the dispreferred response.")
+    group: str | None = Field(None, description="Key whose value groups rows for the train/eval split (None: the prompt).")
+
+
+class DataConfig(Section):
+    source: Literal["hh_rlhf", "tldr", "jsonl"] = Field(
+        "hh_rlhf", description="hh_rlhf | tldr (OpenAI summarize-from-feedback comparisons) | jsonl (your own rows)."
+    )
+    paths: list[str] = Field(
+        default_factory=list, description="Data files; empty means the data shipped with rlhf_ray for this source."
+    )
+    fields: FieldMap = Field(default_factory=FieldMap, description="Field mapping for source=jsonl.")
+    on_bad_row: Literal["skip", "error"] = Field(
+        "skip", description="skip: drop malformed rows and count them in the report; error: stop at the first, naming file and line."
+    )
+    hh_multi_turn: Literal["keep", "skip"] = Field(
+        "keep",
+        description="HH rows whose chosen/rejected diverge before the last Assistant turn (5 in harmless test): "
+        "keep them split at the last shared Assistant marker, or skip them. Counted either way.",
+    )
+    empty_response: Literal["keep", "skip"] = Field(
+        "keep", description="Pairs with an empty chosen or rejected response (a real judgement in HH-RLHF): keep or skip; counted either way."
+    )
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of groups (prompts; TL;DR posts) held out.")
+    split_seed: int = Field(0, description="Seed of the train/eval split (a hash of the group key), independent of run.seed.")
+    max_pairs: int | None = Field(None, ge=1, description="Use at most this many train pairs (None: all).")
+    max_eval_pairs: int | None = Field(None, ge=1, description="Use at most this many eval pairs (None: all).")
+    chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template when it has one.")
+
+
+class ModelConfig(Section):
+    policy: str = Field("smollm2-135m-instruct", description="Policy (SFT) model: an asset name or an HF directory.")
+    reward: str | None = Field(None, description="Reward model HF directory; None: a fresh scalar head on the policy backbone.")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weight dtype (keep float32 to train: AdamW steps of ~1e-6 vanish in bf16).")
+    mixed_precision: Literal["none", "bf16"] = Field(
+        "none", description="bf16: run forward passes under bf16 autocast over float32 weights (about 2x faster on AVX-512 CPUs and GPUs)."
+    )
+    max_len: int = Field(512, ge=8, description="Max tokens of prompt + response (MOSS uses 2048).")
+    max_response_len: int = Field(128, ge=1, description="Max response tokens; the prompt is cut from the left to fit.")
+    on_overlong: Literal["truncate", "skip"] = Field(
+        "truncate", description="Sequences longer than max_len: truncate (counted) or skip the pair (counted)."
+    )
+
+
+class RMConfig(Section):
+    """Bradley-Terry reward-model training; defaults from MOSS config_rm.py / Secrets of RLHF II App. B.2."""
+
+    lr: float = Field(5e-6, gt=0, description="AdamW learning rate (P2 App. B.2).")
+    batch_size: int = Field(32, ge=1, description="Pairs per optimizer step (P2: global batch 32).")
+    micro_batch_size: int = Field(8, ge=1, description="Pairs per forward pass; gradients accumulate to batch_size.")
+    epochs: int = Field(1, ge=1, description="Passes over the train pairs (P2: 1).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (None: epochs decide).")
+    lr_schedule: Literal["constant_with_warmup", "linear", "cosine"] = Field(
+        "linear", description="LR after warmup: constant, or linear/cosine decay to 0 at the last step."
+    )
+    warmup_steps: int = Field(100, ge=0, description="Linear warmup steps (MOSS train_rm.sh: 100).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (MOSS: 0).")
+    adam_betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas (MOSS).")
+    adam_eps: float = Field(1e-6, gt=0, description="AdamW eps (MOSS).")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: no clipping).")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Uniform BT label smoothing alpha (0: vanilla loss).")
+    eval_every: int = Field(50, ge=1, description="Evaluate on the held-out split every N optimizer steps (and at the end).")
+    save_dir: str | None = Field(None, description="Where the trained RM is saved (None: <run folder>/reward_model).")
+
+
+class PPOConfig(Section):
+    """PPO constants; defaults from MOSS train_ppo_en.sh and TRL (ALGORITHMS.md §1.4, §4)."""
+
+    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount (MOSS, TRL: 1).")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (MOSS, TRL: 0.95).")
+    clip: float = Field(0.2, gt=0, description="Policy ratio clip (lower side, and upper unless clip_high is set).")
+    clip_high: float | None = Field(None, gt=0, description="Upper ratio clip if different from clip (None: symmetric).")
+    dual_clip: float | None = Field(None, gt=1, description="Dual-clip constant c > 1 for negative advantages (None: off).")
+    value_clip: float | None = Field(0.2, gt=0, description="Value-loss clip around old values (None: unclipped).")
+    loss_agg: Literal["token_mean", "seq_mean_token_mean"] = Field("token_mean", description="How token losses are averaged.")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward.")
+    kl_controller: Literal["fixed", "adaptive"] = Field("fixed", description="Fixed coefficient or Ziegler adaptive control.")
+    kl_coef: float = Field(0.01, ge=0, description="KL weight beta (MOSS: 0.01; initial value when adaptive).")
+    kl_target: float = Field(6.0, gt=0, description="Adaptive controller target KL (TRL: 6).")
+    kl_horizon: int = Field(10000, ge=1, description="Adaptive controller horizon in samples (TRL: 10000).")
+    reward_norm: Literal["none", "scale", "norm"] = Field(
+        "scale", description="RM score -> reward: none | scale (÷ running std, MOSS use_reward_scaling) | norm (standardise)."
+    )
+    reward_clip: float | None = Field(None, gt=0, description="Clip the normalised score to ±this (None: off; MetaRM runs: 0.8).")
+    whiten_advantages: bool = Field(True, description="Whiten advantages over the batch before the policy loss.")
+
+
+class Config(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    rm: RMConfig = Field(default_factory=RMConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        if self.rm.batch_size % self.rm.micro_batch_size:
+            raise ValueError(
+                f"rm.batch_size ({self.rm.batch_size}) must be a multiple of rm.micro_batch_size ({self.rm.micro_batch_size})"
+            )
+        if self.model.max_response_len >= self.model.max_len:
+            raise ValueError(f"model.max_response_len ({self.model.max_response_len}) must be < model.max_len ({self.model.max_len})")
+        return self

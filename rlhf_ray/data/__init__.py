@@ -1,0 +1,78 @@
+"""Preference data: shipped HH-RLHF and TL;DR sets, users' JSONL, train/eval split by group, RL prompts."""
+
+from dataclasses import dataclass
+from functools import partial
+from importlib import resources
+from pathlib import Path
+
+from datasets import Dataset, Features, Value
+
+from ..config import DataConfig
+from .generic import make_generic_parser
+from .hh_rlhf import dialogue_to_messages, parse_hh_row, split_dialogues
+from .prompts import prompt_dataset
+from .reading import load_rows
+from .report import BadRow, DataError, LoadReport
+from .splits import split_by_group
+from .tldr import parse_tldr_row
+
+FEATURES = Features({k: Value("string") for k in ("prompt", "chosen", "rejected", "group", "format", "source", "file", "note")}
+                    | {"line": Value("int64")})
+
+VENDOR = resources.files(__package__) / "vendor"
+SHIPPED = {
+    "hh_rlhf": ["hh-rlhf/harmless-base/test.jsonl.gz"],
+    "tldr": ["summarize-from-feedback/batch13.json.gz", "summarize-from-feedback/batch18.json.gz"],
+}
+
+
+def shipped_paths(source: str) -> list[Path]:
+    if source not in SHIPPED:
+        raise DataError(f"no data ships for source {source!r}; set data.paths")
+    return [Path(str(VENDOR / p)) for p in SHIPPED[source]]
+
+
+@dataclass
+class PreferenceData:
+    train: Dataset
+    eval: Dataset
+    reports: list[LoadReport]
+
+    def summary(self) -> str:
+        lines = [r.summary() for r in self.reports]
+        lines.append(f"split: {len(self.train)} train pairs, {len(self.eval)} eval pairs")
+        return "\n".join(lines)
+
+
+def load_pairs(cfg: DataConfig) -> tuple[Dataset, list[LoadReport]]:
+    """All pairs of the configured files, in file order, with one report per file."""
+    parse = {
+        "hh_rlhf": partial(parse_hh_row, multi_turn=cfg.hh_multi_turn),
+        "tldr": parse_tldr_row,
+        "jsonl": make_generic_parser(cfg.fields),
+    }[cfg.source]
+    paths = [Path(p) for p in cfg.paths] or shipped_paths(cfg.source)
+    rows, reports = [], []
+    for path in paths:
+        file_rows, report = load_rows(path, parse, cfg.on_bad_row, cfg.source, cfg.empty_response)
+        rows += file_rows
+        reports.append(report)
+    if not rows:  # from_list cannot take features without rows
+        return Dataset.from_dict({k: [] for k in FEATURES}, features=FEATURES), reports
+    return Dataset.from_list(rows, features=FEATURES), reports
+
+
+def load_preferences(cfg: DataConfig) -> PreferenceData:
+    pairs, reports = load_pairs(cfg)
+    train, held = split_by_group(pairs, cfg.eval_fraction, cfg.split_seed)
+    if cfg.max_pairs is not None:
+        train = train.select(range(min(cfg.max_pairs, len(train))))
+    if cfg.max_eval_pairs is not None:
+        held = held.select(range(min(cfg.max_eval_pairs, len(held))))
+    return PreferenceData(train, held, reports)
+
+
+__all__ = [
+    "FEATURES", "BadRow", "DataError", "LoadReport", "PreferenceData", "dialogue_to_messages", "load_pairs",
+    "load_preferences", "prompt_dataset", "shipped_paths", "split_by_group", "split_dialogues",
+]

@@ -1,0 +1,97 @@
+"""Rows of a JSON Lines or JSON-array file (optionally gzipped) with their line numbers; broken JSON is a row error."""
+
+import gzip
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .report import BadRow, DataError, LoadReport
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def iter_json_rows(path: Path) -> Iterator[tuple[int, object | BadRow]]:
+    """Yield (line or record number, parsed object) or (number, BadRow) for a line that is not valid JSON."""
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} not found")
+    try:
+        with _open_text(path) as f:
+            head = f.read(1 << 12).lstrip()
+            f.seek(0)
+            if head.startswith("["):  # one JSON array: number the records instead of the lines
+                try:
+                    records = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}: not valid JSON ({e})") from e
+                yield from enumerate(records, start=1)
+                return
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield number, BadRow(f"invalid JSON ({e.msg} at column {e.colno})")
+    except (OSError, UnicodeDecodeError, EOFError) as e:
+        raise DataError(f"{path}: cannot be read ({e})") from e
+
+
+def require_text(row: object, key: str) -> str:
+    """row[key] as a non-empty string, else BadRow naming the key."""
+    if not isinstance(row, dict):
+        raise BadRow(f"row is a {type(row).__name__}, not an object")
+    if key not in row:
+        raise BadRow(f"missing field {key!r}")
+    value = row[key]
+    if not isinstance(value, str):
+        raise BadRow(f"field {key!r} is a {type(value).__name__}, not a string")
+    if not value.strip():
+        raise BadRow(f"field {key!r} is empty")
+    return value
+
+
+def check_pair(record: dict, empty_response: str = "keep") -> dict:
+    """The checks every preference pair gets, whatever its source.
+
+    An empty response can be a real judgement (HH-RLHF has 4 pairs where saying nothing was preferred):
+    empty_response='keep' keeps and notes it, 'skip' drops it. An empty prompt is always a bad row.
+    """
+    if not record["prompt"].strip():
+        raise BadRow("empty prompt")
+    if record["chosen"].strip() == record["rejected"].strip():
+        raise BadRow("chosen and rejected are identical")
+    notes = [record["note"]] if record.get("note") else []
+    for key in ("chosen", "rejected"):
+        if not record[key].strip():
+            if empty_response == "skip":
+                raise BadRow(f"empty {key} response")
+            notes.append(f"empty {key} response")
+    record["note"] = "; ".join(notes)
+    return record
+
+
+def load_rows(
+    path: Path, parse: Callable[[object], dict], on_bad_row: str, source: str, empty_response: str = "keep"
+) -> tuple[list[dict], LoadReport]:
+    """Parse every row of one file with `parse` (which raises BadRow); skip-and-count or stop, by on_bad_row."""
+    report, records = LoadReport(str(path)), []
+    for number, row in iter_json_rows(path):
+        report.rows += 1
+        try:
+            if isinstance(row, BadRow):
+                raise row
+            record = check_pair(parse(row), empty_response)
+        except BadRow as bad:
+            if on_bad_row == "error":
+                raise DataError(f"{path}:{number}: {bad}") from None
+            report.skip(str(bad).split(" (")[0], number)
+            continue
+        for note in filter(None, record["note"].split("; ")):
+            report.note(note, number)
+        record.update(source=source, file=str(path), line=number)
+        record.setdefault("note", "")
+        records.append(record)
+        report.kept += 1
+    return records, report

@@ -1,0 +1,53 @@
+"""Reward model = causal-LM backbone + Linear(hidden, 1, bias=False) read at the last real token.
+
+It is stored as the standard `*ForSequenceClassification` (num_labels=1) of the backbone's family, so
+`transformers` reloads it with AutoModelForSequenceClassification. We compute the reward ourselves
+from the attention mask (not from pad ids), so padding on either side and pad == eos are both safe.
+The critic is the same network read at every token.
+"""
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from ..algorithms import last_token_index
+from ..device import torch_dtype
+
+
+def reward_model_from_lm(lm_path: str | Path, dtype: str = "float32", pad_token_id: int | None = None) -> PreTrainedModel:
+    """A fresh scalar head on a causal LM's backbone (MOSS: initialise the RM from the SFT model)."""
+    model = AutoModelForSequenceClassification.from_pretrained(str(lm_path), num_labels=1, dtype=torch_dtype(dtype))
+    if pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    return model
+
+
+def _head(model: PreTrainedModel) -> torch.nn.Module:
+    head = getattr(model, "score", None)
+    if head is None:
+        raise TypeError(f"{type(model).__name__} has no `score` head; expected a *ForSequenceClassification model")
+    return head
+
+
+def _hidden_states(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    # Positions count real tokens only, so left padding does not shift them.
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    return out.last_hidden_state
+
+
+def sequence_rewards(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_features: bool = False
+):
+    """r(x, y) per row [B] (and the last-token features [B, H] fed to the head, for contrastive losses)."""
+    hidden = _hidden_states(model, input_ids, attention_mask)
+    last = last_token_index(attention_mask)
+    features = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    rewards = _head(model)(features).squeeze(-1).float()
+    return (rewards, features) if return_features else rewards
+
+
+def token_values(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Critic values V(s_t) at every position [B, T] (the critic starts as a copy of the RM)."""
+    return _head(model)(_hidden_states(model, input_ids, attention_mask)).squeeze(-1).float()

@@ -1,0 +1,31 @@
+import subprocess
+import sys
+
+from launch.cli import build_parser, main
+
+
+def test_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "launch.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("rm", "data", "assets", "config"):
+        assert command in out
+    sub = build_parser()._subparsers._group_actions[0].choices
+    assert set(sub) >= {"rm", "data", "assets", "config"}
+
+
+def test_unknown_key_fails_with_its_name(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("rm:\n  learning_rate: 1.0e-5\n")
+    assert main(["config", "show", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "rm.learning_rate" in err and str(cfg) in err
+
+
+def test_config_show_applies_overrides(capsys):
+    assert main(["config", "show", "configs/quickstart.yaml", "ppo.kl_coef=0.05"]) == 0
+    assert "kl_coef: 0.05" in capsys.readouterr().out
+
+
+def test_data_inspect_reports_counts(capsys):
+    assert main(["data", "inspect", "configs/quickstart.yaml", "--show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2312 rows, 2312 kept, 0 skipped" in out and "further turns: 5" in out
