@@ -16,3 +16,13 @@ def tiny_model_dir(tmp_path_factory):
     from rlhf_ray.models import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "policy")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray for one test module (logical CPUs above the 2 real ones so several actors fit)."""
+    import ray
+
+    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

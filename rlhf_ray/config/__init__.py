@@ -1,7 +1,20 @@
 from .load import ConfigError, dump_config, load_config
-from .schema import Config, DataConfig, FieldMap, ModelConfig, PPOConfig, RMConfig, RunConfig
+from .schema import (
+    ClusterConfig,
+    Config,
+    DataConfig,
+    FieldMap,
+    LearnerConfig,
+    ModelConfig,
+    PPOConfig,
+    ResourceSpec,
+    RewardActorsConfig,
+    RMConfig,
+    RolloutConfig,
+    RunConfig,
+)
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "FieldMap", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
+    "ClusterConfig", "Config", "ConfigError", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "FieldMap", "LearnerConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
     "dump_config", "load_config",
 ]

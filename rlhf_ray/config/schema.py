@@ -109,12 +109,68 @@ class PPOConfig(Section):
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch before the policy loss.")
 
 
+class ResourceSpec(Section):
+    """What one actor asks Ray for; a GPU cluster sets num_gpus: 1."""
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (fractions share a GPU).")
+    memory_gib: float | None = Field(None, gt=0, description="Memory reserved per actor in GiB (None: no reservation).")
+
+
+class ClusterConfig(Section):
+    address: str | None = Field(None, description="Ray cluster address (e.g. ray://head:10001 or auto); None starts a local Ray.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (None: Ray counts them). Ignored with an address.")
+    colocate: bool = Field(False, description="Pack rollout and reward actors onto shared placement-group bundles.")
+    placement_timeout_s: float = Field(120.0, gt=0, description="Give up (with the cluster's resources in the error) if actors cannot be placed in this time.")
+
+
+class RolloutConfig(Section):
+    """Sampling defaults from MOSS config_ppo.py (ALGORITHMS.md §1.4): temperature 0.8, top-p 0.9, repetition penalty 1.1."""
+
+    engine: Literal["vllm", "hf"] = Field("vllm", description="vllm, or hf (transformers generate) where vLLM is absent; the fallback is announced in the log.")
+    num_actors: int = Field(1, ge=1, description="Number of RolloutActors.")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Per RolloutActor.")
+    n_samples: int = Field(4, ge=1, description="Responses sampled per prompt (P2: 4 per query).")
+    max_new_tokens: int = Field(128, ge=1, description="Max response tokens (P2: 512).")
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(-1, ge=-1, description="Top-k sampling (-1: off).")
+    repetition_penalty: float = Field(1.1, gt=0, description="vLLM/HF repetition penalty (MOSS: 1.1).")
+    max_model_len: int = Field(1024, ge=16, description="vLLM context length (prompt + response).")
+    kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE).")
+
+
+class RewardActorsConfig(Section):
+    num_actors: int = Field(1, ge=1, description="Number of RewardActors sharing the scoring load.")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Per RewardActor.")
+    batch_size: int = Field(16, ge=1, description="Sequences per RM forward pass.")
+
+
+class LearnerConfig(Section):
+    """The DeepSpeed learner group; learning rates from MOSS train_ppo_en.sh (actor 5e-7, critic 1.5e-6)."""
+
+    world_size: int = Field(1, ge=1, description="Learner ranks (Ray actors forming one DeepSpeed job).")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Per learner rank.")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage 0-3.")
+    actor_lr: float = Field(5e-7, gt=0, description="Policy AdamW learning rate (MOSS).")
+    critic_lr: float = Field(1.5e-6, gt=0, description="Critic AdamW learning rate (MOSS).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    ppo_epochs: int = Field(1, ge=1, description="Passes over the replay buffer per PPO iteration.")
+    micro_batch_size: int = Field(4, ge=1, description="Sequences per rank per optimizer step.")
+    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus weight (MOSS: off by default).")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: off).")
+
+
 class Config(Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rm: RMConfig = Field(default_factory=RMConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    reward: RewardActorsConfig = Field(default_factory=RewardActorsConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":

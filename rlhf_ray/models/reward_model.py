@@ -51,3 +51,26 @@ def sequence_rewards(
 def token_values(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Critic values V(s_t) at every position [B, T] (the critic starts as a copy of the RM)."""
     return _head(model)(_hidden_states(model, input_ids, attention_mask)).squeeze(-1).float()
+
+
+@torch.no_grad()
+def score_sequences(
+    model: PreTrainedModel, sequences: list[list[int]], pad_id: int, batch_size: int = 16, mixed_precision: str = "none"
+) -> torch.Tensor:
+    """Rewards [N] for token-id sequences (each prompt + response + EOS), in batches; NaN is an error."""
+    from ..data.tokenize import pad_batch
+    from ..device import autocast
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(sequences), batch_size):
+        ids, mask = pad_batch(sequences[start : start + batch_size], pad_id)
+        with autocast(mixed_precision):
+            out.append(sequence_rewards(model, ids.to(device), mask.to(device)).cpu())
+    model.train(was_training)
+    rewards = torch.cat(out) if out else torch.zeros(0)
+    if torch.isnan(rewards).any():
+        raise FloatingPointError(f"reward model gave NaN for sequences {torch.nonzero(rewards.isnan()).flatten().tolist()}")
+    return rewards

@@ -16,7 +16,13 @@ from ..data import load_preferences
 from ..data.tokenize import encode_pairs, pad_batch
 from ..device import autocast, torch_device
 from ..metrics import MetricsLogger
-from ..models import load_reward_model, load_tokenizer, reward_model_from_lm, sequence_rewards
+from ..models import (
+    load_reward_model,
+    load_tokenizer,
+    reward_model_from_lm,
+    score_sequences,
+    sequence_rewards,
+)
 from ..models.assets import resolve_model
 from ..run_dir import seed_everything
 from .checkpoint import save_hf_atomic
@@ -32,20 +38,12 @@ def pair_rewards(model, batch: list[dict], pad_id: int, device, mixed_precision:
     return rewards[: len(batch)], rewards[len(batch) :], int(mask.sum())
 
 
-@torch.no_grad()
-def evaluate(model, pairs: list[dict], pad_id: int, batch_size: int, device, mixed_precision: str = "none") -> dict[str, float]:
+def evaluate(model, pairs: list[dict], pad_id: int, batch_size: int, mixed_precision: str = "none") -> dict[str, float]:
     """Held-out accuracy, BT loss and mean reward gap."""
     if not pairs:
         return {}
-    was_training = model.training
-    model.eval()
-    chosen, rejected = [], []
-    for start in range(0, len(pairs), batch_size):
-        c, r, _ = pair_rewards(model, pairs[start : start + batch_size], pad_id, device, mixed_precision)
-        chosen.append(c)
-        rejected.append(r)
-    model.train(was_training)
-    c, r = torch.cat(chosen), torch.cat(rejected)
+    c = score_sequences(model, [p["chosen_ids"] for p in pairs], pad_id, batch_size, mixed_precision)
+    r = score_sequences(model, [p["rejected_ids"] for p in pairs], pad_id, batch_size, mixed_precision)
     return {
         "eval/accuracy": preference_accuracy(c, r).item(),
         "eval/loss": bradley_terry_loss(c, r).item(),
@@ -92,7 +90,7 @@ def train_reward_model(cfg: Config, run_dir: Path, show_progress: bool = True) -
     pad_id = tokenizer.pad_token_id
     generator = torch.Generator().manual_seed(cfg.run.seed)  # the data order is a function of the seed alone
 
-    results = evaluate(model, eval_pairs, pad_id, rm.micro_batch_size * 2, device, cfg.model.mixed_precision)
+    results = evaluate(model, eval_pairs, pad_id, rm.micro_batch_size * 2, cfg.model.mixed_precision)
     metrics.log(0, results)
     log.info("step 0: %s", _fmt(results))
     bar = tqdm(total=total_steps, desc="rm train", unit="step", disable=not show_progress)
@@ -126,7 +124,7 @@ def train_reward_model(cfg: Config, run_dir: Path, show_progress: bool = True) -
             if not math.isfinite(row["train/loss"]):
                 raise FloatingPointError(f"RM loss became {row['train/loss']} at step {step}; lower rm.lr or check the data")
             if step % rm.eval_every == 0 or step == total_steps:
-                results = evaluate(model, eval_pairs, pad_id, rm.micro_batch_size * 2, device, cfg.model.mixed_precision)
+                results = evaluate(model, eval_pairs, pad_id, rm.micro_batch_size * 2, cfg.model.mixed_precision)
                 row |= results
                 log.info("step %d: %s", step, _fmt(results))
             if step % cfg.run.log_every == 0 or "eval/accuracy" in row:

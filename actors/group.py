@@ -1,0 +1,113 @@
+"""One small actor-group abstraction for every role: N actors in a placement group, call all, gather.
+
+After OpenRLHF's RayActorGroup (openrlhf/trainer/ray/launcher.py).
+"""
+
+import logging
+
+import ray
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from rlhf_ray.config import ResourceSpec
+
+log = logging.getLogger("rlhf_ray.actors")
+
+
+class ActorDiedError(RuntimeError):
+    """An actor of a group died; the message names the group, the rank and Ray's reason."""
+
+
+def bundle_of(res: ResourceSpec) -> dict[str, float]:
+    bundle = {"CPU": res.num_cpus}
+    if res.num_gpus:
+        bundle["GPU"] = res.num_gpus
+    if res.memory_gib:
+        bundle["memory"] = res.memory_gib * 2**30
+    return bundle
+
+
+def make_placement_group(bundles: list[dict[str, float]], name: str, timeout_s: float = 120.0,
+                         strategy: str = "PACK") -> PlacementGroup:
+    """Reserve the bundles, or fail with what was asked and what the cluster has."""
+    pg = placement_group(bundles, strategy=strategy, name=name)
+    try:
+        ray.get(pg.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(pg)
+        raise RuntimeError(
+            f"could not place {name}: {len(bundles)} bundles of {bundles[0]} within {timeout_s:.0f} s; "
+            f"the cluster has {ray.cluster_resources()}, available {ray.available_resources()}"
+        ) from None
+    return pg
+
+
+class ActorGroup:
+    """`n` actors of `actor_cls`, actor i on bundle `bundle_offset + i` of `pg` (its own PG when None).
+
+    Share one `pg` between groups (with fractional resources) to colocate roles on the same bundles.
+    Each actor is built as actor_cls(*args, rank=i, **kwargs).
+    """
+
+    def __init__(self, actor_cls, n: int, resources: ResourceSpec, *args, name: str, pg: PlacementGroup | None = None,
+                 bundle_offset: int = 0, timeout_s: float = 120.0, runtime_env: dict | None = None, **kwargs):
+        self.name = name
+        self._own_pg = pg is None
+        self.pg = pg or make_placement_group([bundle_of(resources)] * n, name, timeout_s)
+        remote_cls = ray.remote(actor_cls)
+        self.actors = []
+        for rank in range(n):
+            options = dict(
+                num_cpus=resources.num_cpus,
+                num_gpus=resources.num_gpus,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=bundle_offset + rank),
+                runtime_env=runtime_env,
+            )
+            if resources.memory_gib:
+                options["memory"] = resources.memory_gib * 2**30
+            self.actors.append(remote_cls.options(**options).remote(*args, rank=rank, **kwargs))
+        log.info("%s: %d actors of %s with %s each", name, n, actor_cls.__name__, bundle_of(resources))
+
+    def __len__(self) -> int:
+        return len(self.actors)
+
+    def call(self, method: str, *args, **kwargs) -> list:
+        """Start `method` on every actor; returns ObjectRefs (for overlapping phases)."""
+        return [getattr(actor, method).remote(*args, **kwargs) for actor in self.actors]
+
+    def gather(self, refs: list, timeout_s: float | None = None) -> list:
+        """Results in rank order; a dead actor raises ActorDiedError naming it."""
+        results = []
+        for rank, ref in enumerate(refs):
+            try:
+                results.append(ray.get(ref, timeout=timeout_s))
+            except ray.exceptions.RayActorError as e:
+                raise ActorDiedError(f"{self.name} rank {rank} died: {e}") from e
+        return results
+
+    def run(self, method: str, *args, timeout_s: float | None = None, **kwargs) -> list:
+        """Call `method` on every actor with the same arguments and gather the results."""
+        return self.gather(self.call(method, *args, **kwargs), timeout_s)
+
+    def run_sharded(self, method: str, items: list, *args, timeout_s: float | None = None, **kwargs) -> list:
+        """Split `items` into contiguous shards (one per actor), call `method(shard, ...)`, return the per-actor results."""
+        shards = split_evenly(items, len(self.actors))
+        refs = [getattr(a, method).remote(shard, *args, **kwargs) for a, shard in zip(self.actors, shards) if shard]
+        return self.gather(refs, timeout_s)
+
+    def kill(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        if self._own_pg:
+            remove_placement_group(self.pg)
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """Contiguous shards whose sizes differ by at most one, in order."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out

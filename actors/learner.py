@@ -1,0 +1,112 @@
+"""LearnerGroup: W Ray actors forming one DeepSpeed job that holds the policy, the critic and the reference.
+
+gloo on CPU, NCCL on GPU (rlhf_ray.device); a client torch AdamW so nothing JIT-compiles on CPU.
+"""
+
+import os
+import socket
+
+import ray
+import torch
+
+from rlhf_ray.config import LearnerConfig, PPOConfig
+from rlhf_ray.device import dist_backend, torch_device
+from rlhf_ray.models import load_critic, load_policy, load_reference, token_values
+from rlhf_ray.ppo.batch import sequence_logprobs
+from rlhf_ray.ppo.update import actor_loss, critic_loss
+from rlhf_ray.training.deepspeed_config import deepspeed_config
+from rlhf_ray.weight_sync import pack_state_dict
+
+from .group import ActorGroup
+
+
+class LearnerActor:
+    def __init__(self, rank: int = 0):
+        self.rank = rank
+
+    def master_address(self) -> tuple[str, int]:
+        """This node's IP and a free port, for rank 0 to host the process group."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, addr: str, port: int, world_size: int, policy_dir: str, critic_dir: str,
+              learner: LearnerConfig, ppo: PPOConfig, seed: int = 0) -> None:
+        import deepspeed
+
+        os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(self.rank), WORLD_SIZE=str(world_size),
+                          LOCAL_RANK="0")
+        deepspeed.init_distributed(dist_backend=dist_backend(), auto_mpi_discovery=False)
+        torch.manual_seed(seed)  # the same seed on every rank: replicated init, then ZeRO shards
+        self.learner, self.ppo, self.world_size, self.seed = learner, ppo, world_size, seed
+        self.device = torch_device()
+        self.reference = load_reference(policy_dir).to(self.device)
+        ds = deepspeed_config(learner.zero_stage, learner.micro_batch_size, world_size, learner.grad_clip)
+        self.policy = self._engine(load_policy(policy_dir), learner.actor_lr, ds)
+        self.critic = self._engine(load_critic(critic_dir), learner.critic_lr, ds)
+        self.updates = 0
+
+    def _engine(self, model, lr: float, ds_config: dict):
+        import deepspeed
+
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.learner.weight_decay)
+        engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
+        return engine
+
+    @torch.no_grad()
+    def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Log-probs of the current policy and the reference, and critic values, for this rank's rows."""
+        ids, attn = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        self.policy.eval()
+        self.critic.eval()
+        out = {
+            "old_logprobs": sequence_logprobs(self.policy, ids, attn).cpu(),
+            "ref_logprobs": sequence_logprobs(self.reference, ids, attn).cpu(),
+            "old_values": token_values(self.critic, ids, attn)[:, :-1].cpu(),
+        }
+        self.policy.train()
+        self.critic.train()
+        return out
+
+    def ppo_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """ppo_epochs passes over this rank's rows in micro-batches; one optimizer step per micro-batch."""
+        n = batch["input_ids"].shape[0]
+        mb_size = self.learner.micro_batch_size
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.updates)
+        sums, count = {}, 0
+        for _ in range(self.learner.ppo_epochs):
+            order = torch.randperm(n, generator=generator)
+            # Every rank must run the same number of steps (collectives); shards differ by at most one row.
+            for start in range(0, n - n % mb_size if n >= mb_size else n, mb_size):
+                mb = {k: v[order[start : start + mb_size]].to(self.device) for k, v in batch.items()}
+                loss, stats = actor_loss(self.policy, mb, self.ppo, self.learner)
+                self.policy.backward(loss)
+                self.policy.step()
+                vloss, vstats = critic_loss(self.critic, mb, self.ppo)
+                self.critic.backward(vloss)
+                self.critic.step()
+                for k, v in (stats | vstats).items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+        self.updates += 1
+        return {k: v / max(count, 1) for k, v in sums.items()} | {"ppo_steps": count}
+
+    def export_weights(self) -> bytes | None:
+        """Full policy weights as one safetensors blob on rank 0 (ZeRO-3 shards gathered first); None elsewhere."""
+        import deepspeed
+
+        module = self.policy.module
+        params = list(module.parameters())
+        with deepspeed.zero.GatheredParameters(params, enabled=self.learner.zero_stage == 3):
+            if self.rank != 0:
+                return None
+            return pack_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+
+def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str, seed: int = 0,
+                       **group_kwargs) -> ActorGroup:
+    group = ActorGroup(LearnerActor, learner.world_size, learner.resources, name="learner", **group_kwargs)
+    addr, port = ray.get(group.actors[0].master_address.remote())
+    group.run("setup", addr, port, learner.world_size, str(policy_dir), str(critic_dir), learner, ppo, seed)
+    return group

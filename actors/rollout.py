@@ -1,0 +1,22 @@
+"""RolloutActor: a generation engine holding the policy (vLLM; HF generate where vLLM is absent)."""
+
+from rlhf_ray.rollout import make_engine
+from rlhf_ray.rollout.types import Rollouts, SamplingParams
+
+
+class RolloutActor:
+    def __init__(self, model_dir: str, engine: str = "vllm", dtype: str = "float32", max_model_len: int = 1024,
+                 kv_cache_gib: float = 1.0, seed: int = 0, rank: int = 0):
+        # Each actor samples its own stream: seed + rank.
+        self.engine = make_engine(engine, model_dir, dtype=dtype, max_model_len=max_model_len, seed=seed + rank,
+                                  kv_cache_gib=kv_cache_gib)
+
+    def ready(self) -> bool:
+        return True
+
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> Rollouts:
+        return self.engine.generate(prompt_ids, sampling)
+
+    def update_weights(self, blob: bytes) -> None:
+        """Policy weights as one safetensors blob; Ray hands every actor the same object-store copy."""
+        self.engine.load_weights_blob(blob)

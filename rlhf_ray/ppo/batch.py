@@ -1,0 +1,39 @@
+"""Token batches for PPO: prompt + response sequences, their masks, and log-probs under a causal LM."""
+
+import torch
+
+from ..algorithms import entropy_from_logits, logprobs_from_logits
+
+
+def make_sequences(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int):
+    """Right-padded [prompt + response] rows.
+
+    Returns input_ids [B, L], attention_mask [B, L] and action_mask [B, L-1], where action_mask[b, t] = 1
+    when token t+1 is a response token (the position whose log-prob PPO optimises).
+    """
+    if len(prompt_ids) != len(response_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(response_ids)} responses")
+    empty = [i for i, r in enumerate(response_ids) if not r]
+    if empty:
+        raise ValueError(f"empty responses at rows {empty}")
+    width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
+    batch = len(prompt_ids)
+    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch, width), dtype=torch.long)
+    action_mask = torch.zeros((batch, width - 1), dtype=torch.long)
+    for b, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+        n = len(p) + len(r)
+        input_ids[b, :n] = torch.tensor(p + r)
+        attention_mask[b, :n] = 1
+        action_mask[b, len(p) - 1 : n - 1] = 1
+    return input_ids, attention_mask, action_mask
+
+
+def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
+                      with_entropy: bool = False):
+    """log p(token t+1 | tokens <= t) for t in [0, L-1): [B, L-1] (and the entropy per position)."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    if temperature != 1.0:
+        logits = logits / temperature
+    logprobs = logprobs_from_logits(logits, input_ids[:, 1:])
+    return (logprobs, entropy_from_logits(logits)) if with_entropy else logprobs

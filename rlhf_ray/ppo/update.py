@@ -1,0 +1,28 @@
+"""One PPO minibatch: the actor and critic losses (CleanRL ppo.py style, each detail visible)."""
+
+import torch
+
+from ..algorithms import clipped_value_loss, masked_mean, ppo_policy_loss
+from ..config import LearnerConfig, PPOConfig
+from ..models import token_values
+from .batch import sequence_logprobs
+
+
+def actor_loss(policy, mb: dict[str, torch.Tensor], ppo: PPOConfig, learner: LearnerConfig):
+    """Clipped surrogate on the response tokens, minus an optional entropy bonus."""
+    logprobs, entropy = sequence_logprobs(policy, mb["input_ids"], mb["attention_mask"], with_entropy=True)
+    mask = mb["action_mask"]
+    loss, stats = ppo_policy_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, clip_low=ppo.clip,
+                                  clip_high=ppo.clip_high, dual_clip=ppo.dual_clip, agg=ppo.loss_agg)
+    entropy_mean = masked_mean(entropy, mask)
+    # Entropy bonus keeps exploration alive when the reward pushes towards one answer.
+    loss = loss - learner.entropy_coef * entropy_mean
+    return loss, stats | {"entropy": entropy_mean.detach(), "policy_loss": loss.detach()}
+
+
+def critic_loss(critic, mb: dict[str, torch.Tensor], ppo: PPOConfig):
+    """Clipped value loss; V at position t is the value of the state before response token t+1."""
+    values = token_values(critic, mb["input_ids"], mb["attention_mask"])[:, :-1]
+    loss, stats = clipped_value_loss(values, mb["old_values"], mb["returns"], mb["action_mask"], clip=ppo.value_clip,
+                                     agg=ppo.loss_agg)
+    return loss, stats | {"value_loss": loss.detach()}

@@ -1,0 +1,67 @@
+"""What a rollout engine takes and returns, independent of vLLM or HF."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class SamplingParams:
+    n: int = 1
+    max_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1  # -1 = off
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Rollouts:
+    """n samples per prompt, grouped in prompt order; logprobs are of each sampled token (see engines)."""
+
+    prompt_index: list[int] = field(default_factory=list)
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    response_ids: list[list[int]] = field(default_factory=list)
+    response_logprobs: list[list[float]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)  # "stop" (EOS) or "length" (max_tokens)
+
+    def __len__(self) -> int:
+        return len(self.response_ids)
+
+    def append(self, index: int, prompt: list[int], response: list[int], logprobs: list[float],
+               text: str, finish_reason: str) -> None:
+        self.prompt_index.append(index)
+        self.prompt_ids.append(list(prompt))
+        self.response_ids.append(list(response))
+        self.response_logprobs.append(list(logprobs))
+        self.texts.append(text)
+        self.finish_reasons.append(finish_reason)
+
+
+def concat(parts: list[Rollouts]) -> Rollouts:
+    """Join rollouts from several engines; prompt_index is offset so it keeps pointing at distinct prompts."""
+    out, offset = Rollouts(), 0
+    for part in parts:
+        out.prompt_index += [i + offset for i in part.prompt_index]
+        out.prompt_ids += part.prompt_ids
+        out.response_ids += part.response_ids
+        out.response_logprobs += part.response_logprobs
+        out.texts += part.texts
+        out.finish_reasons += part.finish_reasons
+        offset += max(part.prompt_index, default=-1) + 1
+    return out
+
+
+class RolloutEngine(Protocol):
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> Rollouts: ...
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None: ...
+
+    def load_weights_blob(self, blob: bytes) -> None: ...

@@ -1,0 +1,92 @@
+"""The actor-group helper and the RewardActor on a local Ray."""
+
+import os
+import sys
+
+import pytest
+import ray
+import torch
+
+from actors.group import ActorDiedError, ActorGroup, split_evenly
+from actors.reward import RewardActor
+from rlhf_ray.config import ResourceSpec
+from rlhf_ray.models import load_reward_model, load_tokenizer, reward_model_from_lm, score_sequences
+from rlhf_ray.weight_sync import pack_state_dict
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+
+
+class Echo:
+    def __init__(self, tag: str, rank: int = 0):
+        self.tag, self.rank = tag, rank
+
+    def whoami(self, x):
+        return (self.tag, self.rank, x)
+
+    def total(self, items):
+        return [self.rank, sum(items)]
+
+    def die(self):
+        os._exit(1)
+
+
+def test_split_evenly():
+    assert split_evenly(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert split_evenly([1], 3) == [[1], [], []]
+
+
+def test_group_calls_all_and_gathers_in_rank_order(ray_local):
+    group = ActorGroup(Echo, 3, ResourceSpec(num_cpus=0.5), "t", name="echo")
+    assert group.run("whoami", 7) == [("t", 0, 7), ("t", 1, 7), ("t", 2, 7)]
+    assert group.run_sharded("total", list(range(10))) == [[0, 0 + 1 + 2 + 3], [1, 4 + 5 + 6], [2, 7 + 8 + 9]]
+    group.kill()
+
+
+def test_colocated_groups_share_one_placement_group(ray_local):
+    from actors.group import make_placement_group
+
+    pg = make_placement_group([{"CPU": 1.0}] * 2, "shared")
+    a = ActorGroup(Echo, 2, ResourceSpec(num_cpus=0.5), "a", name="a", pg=pg)
+    b = ActorGroup(Echo, 2, ResourceSpec(num_cpus=0.5), "b", name="b", pg=pg)
+    assert [r[0] for r in a.run("whoami", 0) + b.run("whoami", 0)] == ["a", "a", "b", "b"]
+    a.kill()
+    b.kill()
+    ray.util.remove_placement_group(pg)
+
+
+def test_dead_actor_is_named(ray_local):
+    group = ActorGroup(Echo, 2, ResourceSpec(num_cpus=0.5), "t", name="doomed")
+    with pytest.raises(ActorDiedError, match="doomed rank 1"):
+        group.gather([group.actors[0].whoami.remote(1), group.actors[1].die.remote()])
+    group.kill()
+
+
+def test_unplaceable_group_says_what_it_asked_for(ray_local):
+    with pytest.raises(RuntimeError, match=r"could not place huge: 1 bundles of \{'CPU': 1000.0\}"):
+        ActorGroup(Echo, 1, ResourceSpec(num_cpus=1000), "t", name="huge", timeout_s=2)
+
+
+def test_reward_actors_share_the_load_and_match_local_scoring(ray_local, tiny_model_dir, tmp_path):
+    tok = load_tokenizer(tiny_model_dir)
+    torch.manual_seed(0)
+    rm = reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id)
+    torch.nn.init.normal_(rm.score.weight)
+    rm.save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    seqs = [tok(f"response number {i} " * (i % 4 + 1)).input_ids + [tok.eos_token_id] for i in range(10)]
+    local = score_sequences(load_reward_model(tmp_path / "rm"), seqs, tok.pad_token_id).tolist()
+
+    group = ActorGroup(RewardActor, 2, ResourceSpec(num_cpus=1), str(tmp_path / "rm"), name="reward", batch_size=3)
+    remote = [r for shard in group.run_sharded("score", seqs) for r in shard]
+    assert remote == pytest.approx(local, abs=1e-5)
+
+    # New weights through the object store: every actor scores with them.
+    new = {k: v + 0.01 for k, v in load_reward_model(tmp_path / "rm").state_dict().items()}
+    blob = ray.put(pack_state_dict(new))
+    group.run("update_weights", blob)
+    model = load_reward_model(tmp_path / "rm")
+    model.load_state_dict(new)
+    want = score_sequences(model, seqs, tok.pad_token_id).tolist()
+    assert [r for shard in group.run_sharded("score", seqs) for r in shard] == pytest.approx(want, abs=1e-5)
+    assert want != pytest.approx(local, abs=1e-3)
+    group.kill()

@@ -1,0 +1,66 @@
+"""The DeepSpeed learner group over two Ray actors (gloo): experience, a PPO update that moves the right way, export."""
+
+import pytest
+import torch
+
+from actors.learner import make_learner_group
+from rlhf_ray.config import LearnerConfig, PPOConfig
+from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
+from rlhf_ray.ppo.advantages import compute_targets
+from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs
+from rlhf_ray.weight_sync import unpack_state_dict
+
+GOOD = 42
+
+
+@pytest.fixture(scope="module")
+def critic_dir(tiny_model_dir, tmp_path_factory):
+    tok = load_tokenizer(tiny_model_dir)
+    out = tmp_path_factory.mktemp("critic") / "rm"
+    reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def shard(batch: dict, parts: int) -> list[dict]:
+    n = batch["input_ids"].shape[0]
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [{k: v[bounds[i] : bounds[i + 1]] for k, v in batch.items()} for i in range(parts)]
+
+
+def gather(shards: list[dict]) -> dict:
+    return {k: torch.cat([s[k] for s in shards]) for k in shards[0]}
+
+
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_model_dir, critic_dir, zero_stage):
+    learner = LearnerConfig(world_size=2, zero_stage=zero_stage, actor_lr=1e-3, critic_lr=1e-3, micro_batch_size=4,
+                            ppo_epochs=2)
+    ppo = PPOConfig(reward_norm="none", kl_coef=0.0)
+    group = make_learner_group(learner, ppo, tiny_model_dir, critic_dir, seed=0)
+
+    # 16 one-token responses to the same prompt: the rewarded token GOOD and others.
+    prompt = [10, 11, 12, 13]
+    responses = [[GOOD] if i % 2 == 0 else [50 + i] for i in range(16)]
+    ids, attn, act = make_sequences([prompt] * 16, responses, pad_id=0)
+    batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
+    exp = gather(group.gather([a.experience.remote(s) for a, s in zip(group.actors, shard(batch, 2))]))
+    scores = torch.tensor([1.0 if r == [GOOD] else -1.0 for r in responses])
+    t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, ppo, 0.0, None)
+    full = batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"], "advantages": t.advantages,
+                    "returns": t.returns}
+
+    policy = load_policy(tiny_model_dir).eval()
+    with torch.no_grad():
+        before = sequence_logprobs(policy, ids[:1], attn[:1])[0, len(prompt) - 1].item()
+    assert exp["old_logprobs"][0, len(prompt) - 1].item() == pytest.approx(before, abs=1e-4)
+
+    stats = group.gather([a.ppo_update.remote(s) for a, s in zip(group.actors, shard(full, 2))])
+    assert stats[0]["ppo_steps"] == stats[1]["ppo_steps"] == 4  # 8 rows per rank / 4 per step * 2 epochs
+    blobs = group.run("export_weights")
+    assert blobs[1] is None
+    policy.load_state_dict(unpack_state_dict(blobs[0]))
+    with torch.no_grad():
+        after = sequence_logprobs(policy, ids[:1], attn[:1])[0, len(prompt) - 1].item()
+    assert after > before + 0.1
+    group.kill()

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from rlhf_ray.config import PPOConfig
+from rlhf_ray.models import load_policy
+from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
+from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs
+
+
+def test_make_sequences_masks_exactly_the_response_predictions():
+    ids, attn, act = make_sequences([[1, 2, 3], [7]], [[4, 5], [8, 9, 10]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3, 4, 5], [7, 8, 9, 10, 0]]
+    assert attn.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    # position t predicts token t+1: row 0 predicts 4 at t=2 and 5 at t=3.
+    assert act.tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
+    with pytest.raises(ValueError, match=r"empty responses at rows \[1\]"):
+        make_sequences([[1], [2]], [[3], []], 0)
+
+
+def test_sequence_logprobs_match_unpadded_forward(tiny_model_dir):
+    model = load_policy(tiny_model_dir).eval()
+    prompts, responses = [[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15, 16]]
+    ids, attn, act = make_sequences(prompts, responses, pad_id=0)
+    with torch.no_grad():
+        batched = sequence_logprobs(model, ids, attn)
+        for b, (p, r) in enumerate(zip(prompts, responses)):
+            seq = torch.tensor([p + r])
+            logp = torch.log_softmax(model(seq).logits[0].float(), -1)
+            want = [logp[len(p) - 1 + i, tok].item() for i, tok in enumerate(r)]
+            got = batched[b][act[b].bool()].tolist()
+            assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_compute_targets_hand_values():
+    # One row: prompt 2 tokens, response 2 tokens -> action positions 1 and 2 of T=3.
+    mask = torch.tensor([[0, 1, 1]])
+    logp = torch.tensor([[0.0, -1.0, -2.0]])
+    ref = torch.tensor([[0.0, -1.5, -2.0]])
+    values = torch.zeros(1, 3)
+    cfg = PPOConfig(reward_norm="none", whiten_advantages=False, gamma=1.0, lam=1.0)
+    t = compute_targets(torch.tensor([2.0]), logp, ref, values, mask, cfg, kl_coef=0.1, moments=None)
+    # rewards: token 1: -0.1 * 0.5 = -0.05; token 2: KL 0 + score 2.0
+    assert t.rewards.tolist()[0] == pytest.approx([0.0, -0.05, 2.0])
+    assert t.advantages.tolist()[0] == pytest.approx([0.0, 1.95, 2.0])
+    assert t.returns.tolist()[0] == pytest.approx([0.0, 1.95, 2.0])
+    assert mean_sequence_kl(t.kl, mask) == pytest.approx(0.5)
+
+
+def test_compute_targets_clips_the_normalised_score():
+    mask = torch.ones(2, 2)
+    z = torch.zeros(2, 2)
+    cfg = PPOConfig(reward_norm="none", reward_clip=0.8, whiten_advantages=False)
+    t = compute_targets(torch.tensor([5.0, -5.0]), z, z, z, mask, cfg, kl_coef=0.0, moments=None)
+    assert t.scores.tolist() == pytest.approx([0.8, -0.8])
