@@ -1,0 +1,75 @@
+"""Two vLLM RolloutActors follow the DeepSpeed learner group through object-store weight sync."""
+
+import pytest
+import ray
+import torch
+
+from actors.group import ActorGroup
+from actors.learner import make_learner_group
+from actors.rollout import RolloutActor
+from rlhf_ray.config import LearnerConfig, PPOConfig, ResourceSpec
+from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
+from rlhf_ray.ppo.batch import make_sequences
+from rlhf_ray.rollout.types import SamplingParams
+from rlhf_ray.weight_sync import unpack_state_dict
+
+pytest.importorskip("vllm")
+GREEDY = SamplingParams(n=1, max_tokens=12, temperature=0.0)
+
+
+def hf_greedy(model, tok, prompts: list[list[int]], max_new: int) -> list[list[int]]:
+    """Plain transformers greedy decoding, one prompt at a time (no padding), up to and including EOS."""
+    out = []
+    for p in prompts:
+        with torch.no_grad():
+            seq = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=max_new,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        out.append(seq[0, len(p):].tolist())
+    return out
+
+
+def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    tok = load_tokenizer(tiny_model_dir)
+    critic_dir = tmp_path / "critic"
+    reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(critic_dir)
+    tok.save_pretrained(critic_dir)
+    texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+             for q in ("Where is the river?", "Tell me about stones.", "Why is the sky blue?")]
+    prompts = [tok(t, add_special_tokens=False).input_ids for t in texts]
+
+    learner = make_learner_group(LearnerConfig(world_size=2, zero_stage=2, actor_lr=3e-3, critic_lr=1e-3,
+                                               micro_batch_size=4), PPOConfig(), tiny_model_dir, critic_dir)
+    rollout = ActorGroup(RolloutActor, 2, ResourceSpec(num_cpus=1), str(tiny_model_dir), name="rollout",
+                         max_model_len=256)
+    policy = load_policy(tiny_model_dir).eval()
+
+    def check_in_sync():
+        want = hf_greedy(policy, tok, prompts, GREEDY.max_tokens)
+        for rollouts in rollout.run("generate", prompts, GREEDY):
+            assert rollouts.response_ids == want
+        return want
+
+    before = check_in_sync()
+
+    # One PPO update that rewards the first greedy token of each prompt's response... negatively.
+    ids, attn, act = make_sequences(prompts * 4, [b[:3] or [1] for b in before] * 4, pad_id=tok.pad_token_id)
+    n = ids.shape[0]
+    batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
+    shards = [{k: v[i::2] for k, v in batch.items()} for i in range(2)]
+    exps = learner.gather([a.experience.remote(s) for a, s in zip(learner.actors, shards)])
+    for s, e in zip(shards, exps):
+        s.update(old_logprobs=e["old_logprobs"], old_values=e["old_values"],
+                 advantages=-torch.ones_like(e["old_values"]) * s["action_mask"],
+                 returns=torch.zeros_like(e["old_values"]))
+    learner.gather([a.ppo_update.remote(s) for a, s in zip(learner.actors, shards)])
+    assert n == 12
+
+    blob = learner.run("export_weights")[0]
+    ref = ray.put(blob)  # one copy in the object store, read by every RolloutActor
+    rollout.run("update_weights", ref)
+    policy.load_state_dict(unpack_state_dict(blob))
+    after = check_in_sync()
+    assert after != before
+    learner.kill()
+    rollout.kill()
