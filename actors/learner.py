@@ -3,6 +3,7 @@
 gloo on CPU, NCCL on GPU (rlhf_ray.device); a client torch AdamW so nothing JIT-compiles on CPU.
 """
 
+import math
 import os
 import socket
 
@@ -69,17 +70,22 @@ class LearnerActor:
         self.critic.train()
         return out
 
-    def ppo_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """ppo_epochs passes over this rank's rows in micro-batches; one optimizer step per micro-batch."""
+    def ppo_update(self, batch: dict[str, torch.Tensor], steps_per_epoch: int | None = None) -> dict[str, float]:
+        """ppo_epochs passes over this rank's rows in micro-batches, one optimizer step each.
+
+        Every rank must take the same number of steps (ZeRO collectives): the driver passes
+        steps_per_epoch = ceil(largest shard / micro_batch_size); a smaller shard wraps around.
+        """
         n = batch["input_ids"].shape[0]
         mb_size = self.learner.micro_batch_size
+        steps = steps_per_epoch or math.ceil(n / mb_size)
         generator = torch.Generator().manual_seed(self.seed * 1000 + self.updates)
         sums, count = {}, 0
         for _ in range(self.learner.ppo_epochs):
-            order = torch.randperm(n, generator=generator)
-            # Every rank must run the same number of steps (collectives); shards differ by at most one row.
-            for start in range(0, n - n % mb_size if n >= mb_size else n, mb_size):
-                mb = {k: v[order[start : start + mb_size]].to(self.device) for k, v in batch.items()}
+            order = torch.randperm(n, generator=generator).repeat(math.ceil(steps * mb_size / n))
+            for step in range(steps):
+                rows = order[step * mb_size : (step + 1) * mb_size]
+                mb = {k: v[rows].to(self.device) for k, v in batch.items()}
                 loss, stats = actor_loss(self.policy, mb, self.ppo, self.learner)
                 self.policy.backward(loss)
                 self.policy.step()

@@ -32,6 +32,18 @@ def cmd_rm_train(args) -> None:
           f"after {summary['steps']} steps; metrics in {run_dir / 'metrics.jsonl'}")
 
 
+def cmd_train(args) -> None:
+    from launch.driver import run_ppo
+    from rlhf_ray.run_dir import prepare_run_dir
+
+    cfg = _config(args)
+    run_dir = prepare_run_dir(cfg)
+    log.info("run folder: %s", run_dir)
+    history = run_ppo(cfg, run_dir, show_progress=not args.no_progress)
+    print(f"{len(history)} PPO iterations; reward {history[0]['reward/mean']:.4f} -> {history[-1]['reward/mean']:.4f}; "
+          f"metrics in {run_dir / 'metrics.jsonl'}")
+
+
 def cmd_data_inspect(args) -> None:
     from rlhf_ray.data import load_preferences, prompt_dataset
 
@@ -66,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML config file (configs/*.yaml)")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. rm.lr=1e-5")
         return p
+
+    p = with_config(commands.add_parser("train", help="online PPO: vLLM rollouts, reward actors, DeepSpeed learners"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_train)
 
     rm = commands.add_parser("rm", help="reward-model commands").add_subparsers(dest="rm_command", required=True,
                                                                                 metavar="RM_COMMAND")

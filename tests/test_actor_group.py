@@ -73,11 +73,13 @@ def test_reward_actors_share_the_load_and_match_local_scoring(ray_local, tiny_mo
     torch.nn.init.normal_(rm.score.weight)
     rm.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
-    seqs = [tok(f"response number {i} " * (i % 4 + 1)).input_ids + [tok.eos_token_id] for i in range(10)]
+    pairs = [(tok("prompt").input_ids, tok(f"response number {i} " * (i % 4 + 1)).input_ids + [tok.eos_token_id])
+             for i in range(10)]
+    seqs = [p + r for p, r in pairs]
     local = score_sequences(load_reward_model(tmp_path / "rm"), seqs, tok.pad_token_id).tolist()
 
     group = ActorGroup(RewardActor, 2, ResourceSpec(num_cpus=1), str(tmp_path / "rm"), name="reward", batch_size=3)
-    remote = [r for shard in group.run_sharded("score", seqs) for r in shard]
+    remote = [r for shard in group.run_sharded("score", pairs) for r in shard]
     assert remote == pytest.approx(local, abs=1e-5)
 
     # New weights through the object store: every actor scores with them.
@@ -87,6 +89,13 @@ def test_reward_actors_share_the_load_and_match_local_scoring(ray_local, tiny_mo
     model = load_reward_model(tmp_path / "rm")
     model.load_state_dict(new)
     want = score_sequences(model, seqs, tok.pad_token_id).tolist()
-    assert [r for shard in group.run_sharded("score", seqs) for r in shard] == pytest.approx(want, abs=1e-5)
+    assert [r for shard in group.run_sharded("score", pairs) for r in shard] == pytest.approx(want, abs=1e-5)
     assert want != pytest.approx(local, abs=1e-3)
+    group.kill()
+
+
+def test_reward_actor_with_a_programmatic_reward(ray_local):
+    group = ActorGroup(RewardActor, 1, ResourceSpec(num_cpus=0.5), name="fn", function="rlhf_ray.rewards:target_token_fraction",
+                       function_kwargs={"target_ids": [7]})
+    assert group.run("score", [([1], [7, 7, 3, 4]), ([2], [5])]) == [[0.5, 0.0]]
     group.kill()

@@ -107,6 +107,8 @@ class PPOConfig(Section):
     )
     reward_clip: float | None = Field(None, gt=0, description="Clip the normalised score to ±this (None: off; MetaRM runs: 0.8).")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch before the policy loss.")
+    iterations: int = Field(10, ge=1, description="PPO iterations (rollout, score, learn, sync) to run.")
+    prompts_per_iteration: int = Field(8, ge=1, description="Prompts per iteration; each gets rollout.n_samples responses.")
 
 
 class ResourceSpec(Section):
@@ -144,6 +146,10 @@ class RewardActorsConfig(Section):
     num_actors: int = Field(1, ge=1, description="Number of RewardActors sharing the scoring load.")
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Per RewardActor.")
     batch_size: int = Field(16, ge=1, description="Sequences per RM forward pass.")
+    function: str | None = Field(
+        None, description="'module:callable' programmatic reward f(prompt_ids, response_ids, **function_kwargs) -> float, used instead of model.reward."
+    )
+    function_kwargs: dict = Field(default_factory=dict, description="Keyword arguments of the reward function.")
 
 
 class LearnerConfig(Section):
