@@ -6,6 +6,7 @@ gloo on CPU, NCCL on GPU (rlhf_ray.device); a client torch AdamW so nothing JIT-
 import math
 import os
 import socket
+from contextlib import contextmanager
 
 import ray
 import torch
@@ -16,7 +17,7 @@ from rlhf_ray.models import load_critic, load_policy, load_reference, token_valu
 from rlhf_ray.ppo.batch import sequence_logprobs
 from rlhf_ray.ppo.update import actor_loss, critic_loss
 from rlhf_ray.training.deepspeed_config import deepspeed_config
-from rlhf_ray.weight_sync import pack_state_dict
+from rlhf_ray.weight_sync import broadcast_state_dict, make_weight_group, pack_state_dict, weight_metadata
 
 from .group import ActorGroup
 
@@ -98,16 +99,34 @@ class LearnerActor:
         self.updates += 1
         return {k: v / max(count, 1) for k, v in sums.items()} | {"ppo_steps": count}
 
-    def export_weights(self) -> bytes | None:
-        """Full policy weights as one safetensors blob on rank 0 (ZeRO-3 shards gathered first); None elsewhere."""
+    @contextmanager
+    def _full_state_dict(self):
+        """The policy's full state dict (ZeRO-3 shards gathered on every rank, a collective)."""
         import deepspeed
 
         module = self.policy.module
-        params = list(module.parameters())
-        with deepspeed.zero.GatheredParameters(params, enabled=self.learner.zero_stage == 3):
-            if self.rank != 0:
-                return None
-            return pack_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), enabled=self.learner.zero_stage == 3):
+            yield module.state_dict()
+
+    def weight_metadata(self) -> list:
+        with self._full_state_dict() as state:
+            return weight_metadata(state)
+
+    def init_weight_group(self, addr: str, port: int, world_size: int) -> None:
+        """Rank 0 hosts the weight-broadcast group that every rollout worker joins."""
+        if self.rank == 0:
+            self._weight_group = make_weight_group(addr, port, 0, world_size)
+
+    def broadcast_weights(self, bucket_bytes: int) -> None:
+        """All ranks gather (ZeRO-3); rank 0 broadcasts the buckets to every rollout worker."""
+        with self._full_state_dict() as state:
+            if self.rank == 0:
+                broadcast_state_dict(self._weight_group, state, bucket_bytes)
+
+    def export_weights(self) -> bytes | None:
+        """Full policy weights as one safetensors blob on rank 0 (ZeRO-3 shards gathered first); None elsewhere."""
+        with self._full_state_dict() as state:
+            return pack_state_dict(state) if self.rank == 0 else None
 
 
 def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str, seed: int = 0,

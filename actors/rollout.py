@@ -20,3 +20,11 @@ class RolloutActor:
     def update_weights(self, blob: bytes) -> None:
         """Policy weights as one safetensors blob; Ray hands every actor the same object-store copy."""
         self.engine.load_weights_blob(blob)
+
+    def init_weight_group(self, addr: str, port: int, rank_offset: int, world_size: int) -> None:
+        """Join the learner's weight-broadcast group (blocks until every member has joined)."""
+        self.engine.init_weight_group(addr, port, rank_offset, world_size)
+
+    def receive_weights(self, meta: list, bucket_bytes: int) -> None:
+        """Receive one bucketed broadcast of the policy weights (collective transport)."""
+        self.engine.receive_weights(meta, bucket_bytes)

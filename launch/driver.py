@@ -10,7 +10,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import ray
 import torch
 from tqdm.auto import tqdm
 
@@ -18,6 +17,7 @@ from actors.group import ActorGroup, split_evenly
 from actors.learner import make_learner_group
 from actors.reward import RewardActor
 from actors.rollout import RolloutActor
+from actors.weight_sync import WeightSync
 from rlhf_ray.algorithms import RunningMoments, make_kl_controller, masked_mean
 from rlhf_ray.config import Config
 from rlhf_ray.data import load_preferences, prompt_dataset
@@ -97,6 +97,7 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
                         timeout_s=cfg.cluster.placement_timeout_s)
     learner = make_learner_group(cfg.learner, cfg.ppo, policy_dir, critic_dir, cfg.run.seed,
                                  timeout_s=cfg.cluster.placement_timeout_s)
+    weights = WeightSync(cfg.sync.transport, learner, rollout, cfg.sync.bucket_mb)
     kl_ctl = make_kl_controller(cfg.ppo.kl_controller, cfg.ppo.kl_coef, cfg.ppo.kl_target, cfg.ppo.kl_horizon)
     moments = RunningMoments()
     metrics = MetricsLogger(run_dir)
@@ -135,10 +136,9 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
             steps = math.ceil(max(len(r) for r in rank_rows) / cfg.learner.micro_batch_size)
             stats = learner.gather([a.ppo_update.remote({k: v[rows] for k, v in full.items()}, steps)
                                     for a, rows in zip(learner.actors, rank_rows)])
-        # 6. weight sync: one safetensors blob in the object store, every RolloutActor reloads it.
+        # 6. weight sync: the RolloutActors get the new policy (object-store blob or collective broadcast).
         with timer("sync"):
-            blob = ray.put(learner.run("export_weights")[0])
-            rollout.run("update_weights", blob)
+            weights.sync()
         kl = mean_sequence_kl(t.kl, act)
         kl_ctl.update(kl, len(ids))
         lengths = torch.tensor([len(r) for r in rollouts.response_ids], dtype=torch.float)

@@ -35,7 +35,7 @@ def rm_dir(tiny_model_dir, tmp_path_factory):
 
 
 def test_two_iterations_with_a_reward_model_log_every_field(ray_local, tiny_model_dir, rm_dir, tmp_path):
-    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={rm_dir}", "ppo.iterations=2")
+    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={rm_dir}", "ppo.iterations=2", "sync.transport=collective")
     run_dir = prepare_run_dir(cfg)
     run_ppo(cfg, run_dir, show_progress=False)
     rows = read_metrics(run_dir / "metrics.jsonl")

@@ -1,12 +1,12 @@
 """Two vLLM RolloutActors follow the DeepSpeed learner group through object-store weight sync."""
 
 import pytest
-import ray
 import torch
 
 from actors.group import ActorGroup
 from actors.learner import make_learner_group
 from actors.rollout import RolloutActor
+from actors.weight_sync import WeightSync
 from rlhf_ray.config import LearnerConfig, PPOConfig, ResourceSpec
 from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
 from rlhf_ray.ppo.batch import make_sequences
@@ -28,7 +28,8 @@ def hf_greedy(model, tok, prompts: list[list[int]], max_new: int) -> list[list[i
     return out
 
 
-def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", ["object_store", "collective"])
+def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_dir, tmp_path, monkeypatch, transport):
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     tok = load_tokenizer(tiny_model_dir)
     critic_dir = tmp_path / "critic"
@@ -42,6 +43,7 @@ def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_
                                                micro_batch_size=4), PPOConfig(), tiny_model_dir, critic_dir)
     rollout = ActorGroup(RolloutActor, 2, ResourceSpec(num_cpus=1), str(tiny_model_dir), name="rollout",
                          max_model_len=256)
+    weights = WeightSync(transport, learner, rollout, bucket_mb=1)  # small buckets: several broadcasts
     policy = load_policy(tiny_model_dir).eval()
 
     def check_in_sync():
@@ -65,10 +67,8 @@ def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_
     learner.gather([a.ppo_update.remote(s) for a, s in zip(learner.actors, shards)])
     assert n == 12
 
-    blob = learner.run("export_weights")[0]
-    ref = ray.put(blob)  # one copy in the object store, read by every RolloutActor
-    rollout.run("update_weights", ref)
-    policy.load_state_dict(unpack_state_dict(blob))
+    weights.sync()
+    policy.load_state_dict(unpack_state_dict(learner.run("export_weights")[0]))
     after = check_in_sync()
     assert after != before
     learner.kill()

@@ -167,6 +167,14 @@ class LearnerConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: off).")
 
 
+class SyncConfig(Section):
+    transport: Literal["object_store", "collective"] = Field(
+        "object_store", description="object_store: one safetensors blob via ray.put; collective: bucketed broadcast "
+        "from learner rank 0 to every vLLM worker (gloo on CPU, NCCL on GPU)."
+    )
+    bucket_mb: int = Field(64, ge=1, description="Collective transport: max MiB per broadcast bucket.")
+
+
 class Config(Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -177,6 +185,7 @@ class Config(Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     reward: RewardActorsConfig = Field(default_factory=RewardActorsConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":

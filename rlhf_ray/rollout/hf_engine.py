@@ -7,7 +7,7 @@ from transformers import GenerationConfig
 
 from ..device import torch_device
 from ..models import load_policy, load_tokenizer
-from ..weight_sync import unpack_state_dict
+from ..weight_sync import make_weight_group, receive_state_dict, unpack_state_dict
 from .types import Rollouts, SamplingParams
 
 
@@ -91,3 +91,9 @@ class HFEngine:
 
     def load_weights_blob(self, blob: bytes) -> None:
         self.load_weights(unpack_state_dict(blob))
+
+    def init_weight_group(self, addr: str, port: int, rank_offset: int, world_size: int) -> None:
+        self._weight_group = make_weight_group(addr, port, rank_offset, world_size)
+
+    def receive_weights(self, meta: list, bucket_bytes: int) -> None:
+        self.load_weights(receive_state_dict(self._weight_group, meta, bucket_bytes))

@@ -105,3 +105,10 @@ class VLLMEngine:
         self.llm.collective_rpc("reload_from_blob", args=(blob,))
         # Cached KV blocks were computed with the old weights.
         self.llm.reset_prefix_cache()
+
+    def init_weight_group(self, addr: str, port: int, rank_offset: int, world_size: int) -> None:
+        self.llm.collective_rpc("init_weight_group", args=(addr, port, rank_offset, world_size))
+
+    def receive_weights(self, meta: list, bucket_bytes: int) -> None:
+        self.llm.collective_rpc("receive_weights", args=(meta, bucket_bytes))
+        self.llm.reset_prefix_cache()
