@@ -26,3 +26,15 @@ def ray_local():
     ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_dir(tiny_model_dir, tmp_path_factory):
+    """A reward model (fresh scalar head) on the tiny backbone in HF format; also the critic's starting point."""
+    from rlhf_ray.models import load_tokenizer, reward_model_from_lm
+
+    tok = load_tokenizer(tiny_model_dir)
+    out = tmp_path_factory.mktemp("tiny_rm") / "rm"
+    reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

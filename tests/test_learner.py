@@ -5,21 +5,12 @@ import torch
 
 from actors.learner import make_learner_group
 from rlhf_ray.config import LearnerConfig, PPOConfig
-from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
+from rlhf_ray.models import load_policy
 from rlhf_ray.ppo.advantages import compute_targets
 from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs
 from rlhf_ray.weight_sync import unpack_state_dict
 
 GOOD = 42
-
-
-@pytest.fixture(scope="module")
-def critic_dir(tiny_model_dir, tmp_path_factory):
-    tok = load_tokenizer(tiny_model_dir)
-    out = tmp_path_factory.mktemp("critic") / "rm"
-    reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def shard(batch: dict, parts: int) -> list[dict]:
@@ -33,11 +24,11 @@ def gather(shards: list[dict]) -> dict:
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
-def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_model_dir, critic_dir, zero_stage):
+def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_model_dir, tiny_rm_dir, zero_stage):
     learner = LearnerConfig(world_size=2, zero_stage=zero_stage, actor_lr=1e-3, critic_lr=1e-3, micro_batch_size=4,
                             ppo_epochs=2)
     ppo = PPOConfig(reward_norm="none", kl_coef=0.0)
-    group = make_learner_group(learner, ppo, tiny_model_dir, critic_dir, seed=0)
+    group = make_learner_group(learner, ppo, tiny_model_dir, tiny_rm_dir, seed=0)
 
     # 16 one-token responses to the same prompt: the rewarded token GOOD and others.
     prompt = [10, 11, 12, 13]

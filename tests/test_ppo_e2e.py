@@ -5,7 +5,6 @@ import pytest
 from launch.driver import run_ppo
 from rlhf_ray.config import load_config
 from rlhf_ray.metrics import read_metrics
-from rlhf_ray.models import load_tokenizer, reward_model_from_lm
 from rlhf_ray.run_dir import prepare_run_dir
 
 pytest.importorskip("vllm")
@@ -25,17 +24,8 @@ def config(tiny_model_dir, tmp_path, name, *extra):
     ])
 
 
-@pytest.fixture(scope="module")
-def rm_dir(tiny_model_dir, tmp_path_factory):
-    tok = load_tokenizer(tiny_model_dir)
-    out = tmp_path_factory.mktemp("rm") / "rm"
-    reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
-def test_two_iterations_with_a_reward_model_log_every_field(ray_local, tiny_model_dir, rm_dir, tmp_path):
-    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={rm_dir}", "ppo.iterations=2", "sync.transport=collective")
+def test_two_iterations_with_a_reward_model_log_every_field(ray_local, tiny_model_dir, tiny_rm_dir, tmp_path):
+    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "sync.transport=collective")
     run_dir = prepare_run_dir(cfg)
     run_ppo(cfg, run_dir, show_progress=False)
     rows = read_metrics(run_dir / "metrics.jsonl")

@@ -8,7 +8,7 @@ from actors.learner import make_learner_group
 from actors.rollout import RolloutActor
 from actors.weight_sync import WeightSync
 from rlhf_ray.config import LearnerConfig, PPOConfig, ResourceSpec
-from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
+from rlhf_ray.models import load_policy, load_tokenizer
 from rlhf_ray.ppo.batch import make_sequences
 from rlhf_ray.rollout.types import SamplingParams
 from rlhf_ray.weight_sync import unpack_state_dict
@@ -29,18 +29,15 @@ def hf_greedy(model, tok, prompts: list[list[int]], max_new: int) -> list[list[i
 
 
 @pytest.mark.parametrize("transport", ["object_store", "collective"])
-def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_dir, tmp_path, monkeypatch, transport):
+def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_dir, tiny_rm_dir, monkeypatch, transport):
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     tok = load_tokenizer(tiny_model_dir)
-    critic_dir = tmp_path / "critic"
-    reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(critic_dir)
-    tok.save_pretrained(critic_dir)
     texts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
              for q in ("Where is the river?", "Tell me about stones.", "Why is the sky blue?")]
     prompts = [tok(t, add_special_tokens=False).input_ids for t in texts]
 
     learner = make_learner_group(LearnerConfig(world_size=2, zero_stage=2, actor_lr=3e-3, critic_lr=1e-3,
-                                               micro_batch_size=4), PPOConfig(), tiny_model_dir, critic_dir)
+                                               micro_batch_size=4), PPOConfig(), tiny_model_dir, tiny_rm_dir)
     rollout = ActorGroup(RolloutActor, 2, ResourceSpec(num_cpus=1), str(tiny_model_dir), name="rollout",
                          max_model_len=256)
     weights = WeightSync(transport, learner, rollout, bucket_mb=1)  # small buckets: several broadcasts
