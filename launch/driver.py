@@ -1,7 +1,7 @@
 """The PPO driver (single controller): reading run_ppo top to bottom tells one RLHF iteration.
 
 rollout (RolloutActors) -> score (RewardActors) -> log-probs, reference, values (LearnerGroup)
--> KL-shaped rewards + GAE (core) -> PPO epochs (LearnerGroup) -> weight sync (object store) -> metrics.
+-> KL-shaped rewards + GAE (core) -> PPO epochs (LearnerGroup) -> weight sync (blob or broadcast) -> metrics.
 """
 
 import logging
@@ -71,6 +71,12 @@ def critic_init_dir(cfg: Config, policy_dir: Path, tokenizer, run_dir: Path) -> 
     return out
 
 
+def on_row_shards(group: ActorGroup, method: str, tensors: dict, rank_rows: list[list[int]], *args) -> list:
+    """Call `method(rows of tensors, *args)` on each learner rank with its own rows; gather in rank order."""
+    return group.gather([getattr(a, method).remote({k: v[rows] for k, v in tensors.items()}, *args)
+                         for a, rows in zip(group.actors, rank_rows)])
+
+
 def sampling_params(cfg: Config, seed: int) -> SamplingParams:
     r = cfg.rollout
     return SamplingParams(n=r.n_samples, max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
@@ -123,8 +129,7 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
         batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
         rank_rows = split_evenly(list(range(len(ids))), len(learner))
         with timer("experience"):
-            exps = learner.gather([a.experience.remote({k: v[rows] for k, v in batch.items()})
-                                   for a, rows in zip(learner.actors, rank_rows)])
+            exps = on_row_shards(learner, "experience", batch, rank_rows)
             exp = {k: torch.cat([e[k] for e in exps]) for k in exps[0]}
         # 4. rewards: RM score at the last token, -beta*KL on every token; GAE advantages and returns.
         t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, cfg.ppo,
@@ -134,8 +139,7 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
         # 5. PPO epochs on the learner group.
         with timer("learn"):
             steps = math.ceil(max(len(r) for r in rank_rows) / cfg.learner.micro_batch_size)
-            stats = learner.gather([a.ppo_update.remote({k: v[rows] for k, v in full.items()}, steps)
-                                    for a, rows in zip(learner.actors, rank_rows)])
+            stats = on_row_shards(learner, "ppo_update", full, rank_rows, steps)
         # 6. weight sync: the RolloutActors get the new policy (object-store blob or collective broadcast).
         with timer("sync"):
             weights.sync()
@@ -147,7 +151,7 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
             "reward/mean": scores.mean().item(), "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
             "kl/mean": kl, "kl/coef": kl_ctl.value, "response/length": lengths.mean().item(),
             "response/stop_frac": sum(f == "stop" for f in rollouts.finish_reasons) / len(rollouts),
-            "advantage/mean_unwhitened_return": masked_mean(t.returns, act).item(),
+            "return/mean": masked_mean(t.returns, act).item(),
             **{f"ppo/{k}": sum(s[k] for s in stats) / len(stats) for k in stats[0]},
             **{f"time/{k}_s": v for k, v in timer.seconds.items()},
             "perf/rollout_tokens_per_s": n_tokens / timer.seconds["rollout"],
