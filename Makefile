@@ -10,7 +10,7 @@ setup:
 	@bash launch/scripts/setup.sh
 
 quickstart: setup
-	.venv/bin/rlhf-ray rm train configs/quickstart.yaml
+	.venv/bin/rlhf-ray train configs/quickstart.yaml --resume
 
 test: setup
 	$(PY) -m pytest -q

@@ -4,6 +4,7 @@ After OpenRLHF's RayActorGroup (openrlhf/trainer/ray/launcher.py).
 """
 
 import logging
+import uuid
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
@@ -30,7 +31,8 @@ def bundle_of(res: ResourceSpec) -> dict[str, float]:
 def make_placement_group(bundles: list[dict[str, float]], name: str, timeout_s: float = 120.0,
                          strategy: str = "PACK") -> PlacementGroup:
     """Reserve the bundles, or fail with what was asked and what the cluster has."""
-    pg = placement_group(bundles, strategy=strategy, name=name)
+    # Placement-group names are unique cluster-wide: two groups of one role (a restored learner) may coexist.
+    pg = placement_group(bundles, strategy=strategy, name=f"{name}-{uuid.uuid4().hex[:8]}")
     try:
         ray.get(pg.ready(), timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
@@ -55,6 +57,7 @@ class ActorGroup:
         self._own_pg = pg is None
         self.pg = pg or make_placement_group([bundle_of(resources)] * n, name, timeout_s)
         remote_cls = ray.remote(actor_cls)
+        runtime_env = with_threads(resources, runtime_env)
         self.actors = []
         for rank in range(n):
             options = dict(
@@ -100,6 +103,16 @@ class ActorGroup:
             ray.kill(actor)
         if self._own_pg:
             remove_placement_group(self.pg)
+
+
+def with_threads(resources: ResourceSpec, runtime_env: dict | None = None) -> dict | None:
+    """The runtime_env that gives a worker `resources.threads` torch threads (phases run one after another,
+    so an actor may use more threads than the CPUs it reserves)."""
+    if not resources.threads:
+        return runtime_env
+    runtime_env = dict(runtime_env or {})
+    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "OMP_NUM_THREADS": str(resources.threads)}
+    return runtime_env
 
 
 def split_evenly(items: list, parts: int) -> list[list]:

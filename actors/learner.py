@@ -12,9 +12,9 @@ import ray
 import torch
 
 from rlhf_ray.config import LearnerConfig, PPOConfig
-from rlhf_ray.device import dist_backend, torch_device
+from rlhf_ray.device import autocast, dist_backend, torch_device
 from rlhf_ray.models import load_critic, load_policy, load_reference, token_values
-from rlhf_ray.ppo.batch import sequence_logprobs
+from rlhf_ray.ppo.batch import sequence_logprobs, trim_padding
 from rlhf_ray.ppo.update import actor_loss, critic_loss
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.weight_sync import broadcast_state_dict, make_weight_group, pack_state_dict, weight_metadata
@@ -34,7 +34,7 @@ class LearnerActor:
         return ray.util.get_node_ip_address(), port
 
     def setup(self, addr: str, port: int, world_size: int, policy_dir: str, critic_dir: str,
-              learner: LearnerConfig, ppo: PPOConfig, seed: int = 0) -> None:
+              learner: LearnerConfig, ppo: PPOConfig, seed: int = 0, mixed_precision: str = "none") -> None:
         import deepspeed
 
         os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(self.rank), WORLD_SIZE=str(world_size),
@@ -42,6 +42,7 @@ class LearnerActor:
         deepspeed.init_distributed(dist_backend=dist_backend(), auto_mpi_discovery=False)
         torch.manual_seed(seed)  # the same seed on every rank: replicated init, then ZeRO shards
         self.learner, self.ppo, self.world_size, self.seed = learner, ppo, world_size, seed
+        self.mixed_precision = mixed_precision  # bf16: forwards under autocast, fp32 weights and AdamW states
         self.device = torch_device()
         self.reference = load_reference(policy_dir).to(self.device)
         ds = deepspeed_config(learner.zero_stage, learner.micro_batch_size, world_size, learner.grad_clip)
@@ -58,18 +59,29 @@ class LearnerActor:
 
     @torch.no_grad()
     def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Log-probs of the current policy and the reference, and critic values, for this rank's rows."""
-        ids, attn = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        """Log-probs of the current policy and the reference, and critic values, for this rank's rows.
+
+        In micro-batches, each cut to its longest row; results are padded back to the batch's width.
+        """
         self.policy.eval()
         self.critic.eval()
-        out = {
-            "old_logprobs": sequence_logprobs(self.policy, ids, attn).cpu(),
-            "ref_logprobs": sequence_logprobs(self.reference, ids, attn).cpu(),
-            "old_values": token_values(self.critic, ids, attn)[:, :-1].cpu(),
-        }
+        width = batch["input_ids"].shape[1] - 1
+        parts = {"old_logprobs": [], "ref_logprobs": [], "old_values": []}
+        size = self.learner.micro_batch_size
+        for start in range(0, batch["input_ids"].shape[0], size):
+            mb = trim_padding({k: v[start : start + size] for k, v in batch.items()})
+            ids, attn = mb["input_ids"].to(self.device), mb["attention_mask"].to(self.device)
+            with autocast(self.mixed_precision):
+                out = {
+                    "old_logprobs": sequence_logprobs(self.policy, ids, attn),
+                    "ref_logprobs": sequence_logprobs(self.reference, ids, attn),
+                    "old_values": token_values(self.critic, ids, attn)[:, :-1],
+                }
+            for key, value in out.items():
+                parts[key].append(torch.nn.functional.pad(value.float().cpu(), (0, width - value.shape[1])))
         self.policy.train()
         self.critic.train()
-        return out
+        return {key: torch.cat(values) for key, values in parts.items()}
 
     def ppo_update(self, batch: dict[str, torch.Tensor], steps_per_epoch: int | None = None) -> dict[str, float]:
         """ppo_epochs passes over this rank's rows in micro-batches, one optimizer step each.
@@ -86,11 +98,13 @@ class LearnerActor:
             order = torch.randperm(n, generator=generator).repeat(math.ceil(steps * mb_size / n))
             for step in range(steps):
                 rows = order[step * mb_size : (step + 1) * mb_size]
-                mb = {k: v[rows].to(self.device) for k, v in batch.items()}
-                loss, stats = actor_loss(self.policy, mb, self.ppo, self.learner)
+                mb = {k: v.to(self.device) for k, v in trim_padding({k: v[rows] for k, v in batch.items()}).items()}
+                with autocast(self.mixed_precision):
+                    loss, stats = actor_loss(self.policy, mb, self.ppo, self.learner)
                 self.policy.backward(loss)
                 self.policy.step()
-                vloss, vstats = critic_loss(self.critic, mb, self.ppo)
+                with autocast(self.mixed_precision):
+                    vloss, vstats = critic_loss(self.critic, mb, self.ppo)
                 self.critic.backward(vloss)
                 self.critic.step()
                 for k, v in (stats | vstats).items():
@@ -99,12 +113,36 @@ class LearnerActor:
         self.updates += 1
         return {k: v / max(count, 1) for k, v in sums.items()} | {"ppo_steps": count}
 
+    def save_checkpoint(self, ckpt_dir: str) -> None:
+        """DeepSpeed states of policy and critic (every rank its ZeRO shards) + HF policy/critic on rank 0.
+
+        A collective: every rank must call it. ckpt_dir must be on storage that all learner nodes share.
+        """
+        state = {"updates": self.updates, "torch_rng": torch.get_rng_state()}
+        for name, engine in (("policy", self.policy), ("critic", self.critic)):
+            engine.save_checkpoint(f"{ckpt_dir}/deepspeed/{name}", tag="state", client_state=state,
+                                   save_latest=False)
+            with self._full_state_dict(engine) as full:
+                if self.rank == 0:
+                    engine.module.save_pretrained(f"{ckpt_dir}/{name}", state_dict=full, safe_serialization=True)
+
+    def load_checkpoint(self, ckpt_dir: str) -> int:
+        """Restore weights, AdamW moments, update counter and RNG written by save_checkpoint; returns updates."""
+        for name, engine in (("policy", self.policy), ("critic", self.critic)):
+            path, client = engine.load_checkpoint(f"{ckpt_dir}/deepspeed/{name}", tag="state",
+                                                  load_optimizer_states=True, load_lr_scheduler_states=True)
+            if path is None:
+                raise FileNotFoundError(f"no DeepSpeed {name} state under {ckpt_dir}/deepspeed/{name}")
+        self.updates = int(client["updates"])
+        torch.set_rng_state(client["torch_rng"])
+        return self.updates
+
     @contextmanager
-    def _full_state_dict(self):
-        """The policy's full state dict (ZeRO-3 shards gathered on every rank, a collective)."""
+    def _full_state_dict(self, engine=None):
+        """A model's full state dict (ZeRO-3 shards gathered on every rank, a collective); the policy by default."""
         import deepspeed
 
-        module = self.policy.module
+        module = (engine or self.policy).module
         with deepspeed.zero.GatheredParameters(list(module.parameters()), enabled=self.learner.zero_stage == 3):
             yield module.state_dict()
 
@@ -130,8 +168,9 @@ class LearnerActor:
 
 
 def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str, seed: int = 0,
-                       **group_kwargs) -> ActorGroup:
+                       mixed_precision: str = "none", **group_kwargs) -> ActorGroup:
     group = ActorGroup(LearnerActor, learner.world_size, learner.resources, name="learner", **group_kwargs)
     addr, port = ray.get(group.actors[0].master_address.remote())
-    group.run("setup", addr, port, learner.world_size, str(policy_dir), str(critic_dir), learner, ppo, seed)
+    group.run("setup", addr, port, learner.world_size, str(policy_dir), str(critic_dir), learner, ppo, seed,
+              mixed_precision)
     return group

@@ -39,9 +39,12 @@ def cmd_train(args) -> None:
     cfg = _config(args)
     run_dir = prepare_run_dir(cfg)
     log.info("run folder: %s", run_dir)
-    history = run_ppo(cfg, run_dir, show_progress=not args.no_progress)
+    history = run_ppo(cfg, run_dir, show_progress=not args.no_progress, resume=args.resume)
+    if not history:
+        print(f"nothing to do: {run_dir} already holds all {cfg.ppo.iterations} iterations (raise ppo.iterations to go on)")
+        return
     print(f"{len(history)} PPO iterations; reward {history[0]['reward/mean']:.4f} -> {history[-1]['reward/mean']:.4f}; "
-          f"metrics in {run_dir / 'metrics.jsonl'}")
+          f"metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}")
 
 
 def cmd_data_inspect(args) -> None:
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(commands.add_parser("train", help="online PPO: vLLM rollouts, reward actors, DeepSpeed learners"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last complete checkpoint")
     p.set_defaults(func=cmd_train)
 
     rm = commands.add_parser("rm", help="reward-model commands").add_subparsers(dest="rm_command", required=True,
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (ConfigError, DataError, FileNotFoundError) as e:
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError) as e:
         print(f"rlhf-ray: error: {e}", file=sys.stderr)
         return 2
     return 0

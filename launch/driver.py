@@ -1,24 +1,28 @@
 """The PPO driver (single controller): reading run_ppo top to bottom tells one RLHF iteration.
 
 rollout (RolloutActors) -> score (RewardActors) -> log-probs, reference, values (LearnerGroup)
--> KL-shaped rewards + GAE (core) -> PPO epochs (LearnerGroup) -> weight sync (blob or broadcast) -> metrics.
+-> KL-shaped rewards + GAE (core) -> replay buffer -> PPO epochs (LearnerGroup) -> weight sync (blob or
+broadcast) -> checkpoint every N iterations -> metrics.
 """
 
+import json
 import logging
 import math
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import ray
 import torch
 from tqdm.auto import tqdm
 
-from actors.group import ActorGroup, split_evenly
+from actors.group import ActorGroup, split_evenly, with_threads
 from actors.learner import make_learner_group
 from actors.reward import RewardActor
 from actors.rollout import RolloutActor
 from actors.weight_sync import WeightSync
-from rlhf_ray.algorithms import RunningMoments, make_kl_controller, masked_mean
+from rlhf_ray.algorithms import make_kl_controller, masked_mean
 from rlhf_ray.config import Config
 from rlhf_ray.data import load_preferences, prompt_dataset
 from rlhf_ray.data.tokenize import render_prompt
@@ -28,9 +32,11 @@ from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
 from rlhf_ray.ppo.batch import make_sequences
 from rlhf_ray.rollout.types import SamplingParams, concat
-from rlhf_ray.run_dir import seed_everything
-from rlhf_ray.training.checkpoint import save_hf_atomic
+from rlhf_ray.run_dir import attach_log_file, seed_everything, truncate_jsonl
+from rlhf_ray.training.checkpoint import latest_checkpoint, save_hf_atomic
+from rlhf_ray.training.rm_trainer import train_reward_model
 
+from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
 from .cluster import init_ray
 
 log = logging.getLogger("rlhf_ray.ppo")
@@ -61,10 +67,10 @@ def prompt_token_ids(cfg: Config, tokenizer) -> list[list[int]]:
     return out
 
 
-def critic_init_dir(cfg: Config, policy_dir: Path, tokenizer, run_dir: Path) -> Path:
+def critic_init_dir(reward_dir: str | None, policy_dir: Path, tokenizer, run_dir: Path) -> Path:
     """The critic starts from the RM; with a programmatic reward, from the policy with a fresh value head."""
-    if cfg.model.reward:
-        return Path(cfg.model.reward)
+    if reward_dir:
+        return Path(reward_dir)
     out = run_dir / "critic_init"
     if not (out / "config.json").exists():
         save_hf_atomic(reward_model_from_lm(policy_dir, pad_token_id=tokenizer.pad_token_id), tokenizer, out)
@@ -83,40 +89,90 @@ def sampling_params(cfg: Config, seed: int) -> SamplingParams:
                           top_k=r.top_k, repetition_penalty=r.repetition_penalty, seed=seed)
 
 
-def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict]:
+def reward_model_dir(cfg: Config, run_dir: Path) -> str | None:
+    """model.reward as given; with neither it nor reward.function, train one (rm section) or reuse the run's."""
+    if cfg.model.reward or cfg.reward.function:
+        return cfg.model.reward
+    rm_run = run_dir / "rm"
+    dest = Path(cfg.rm.save_dir) if cfg.rm.save_dir else rm_run / "reward_model"
+    if (dest / "config.json").exists():  # save_hf_atomic: a config.json means a complete save
+        log.info("reusing the reward model in %s", dest)
+        return str(dest)
+    log.info("no model.reward or reward.function: training a reward model first (rm section) into %s", dest)
+    rm_run.mkdir(parents=True, exist_ok=True)
+    res = cfg.learner.resources
+    # A one-shot worker process (max_calls=1): its memory goes back to the OS before the PPO actors start.
+    task = ray.remote(max_calls=1)(train_reward_model_task).options(
+        num_cpus=res.num_cpus, num_gpus=res.num_gpus, runtime_env=with_threads(res))
+    summary = ray.get(task.remote(cfg, str(rm_run)))
+    log.info("reward model: eval accuracy %.4f on %d held-out pairs after %d steps", summary.get("eval/accuracy", math.nan),
+             summary["eval_pairs"], summary["steps"])
+    return summary["reward_model"]
+
+
+def train_reward_model_task(cfg: Config, rm_run: str) -> dict:
+    """train_reward_model inside a Ray worker: log lines instead of a progress bar, and a log file of its own."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    attach_log_file(Path(rm_run))
+    return train_reward_model(cfg, Path(rm_run), show_progress=False)
+
+
+def hang_for_tests(iteration: int) -> None:
+    """RLHF_RAY_TEST_HANG_AFTER=N: stop after iteration N's rows so a test can kill the job at a known point."""
+    if os.environ.get("RLHF_RAY_TEST_HANG_AFTER") == str(iteration):
+        log.warning("RLHF_RAY_TEST_HANG_AFTER=%d: hanging until killed", iteration)
+        while True:
+            time.sleep(1)
+
+
+def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool = False) -> list[dict]:
+    """Run PPO iterations; with resume, continue from the run folder's last complete checkpoint."""
     seed_everything(cfg.run.seed)
-    if not cfg.model.reward and not cfg.reward.function:
-        raise ValueError("set model.reward (a reward model directory, e.g. from `rlhf-ray rm train`) or reward.function")
-    init_ray(cfg.cluster)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt and not resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoint {ckpt.name}: pass --resume to continue it, "
+                              "or choose another run.name")
+    if resume and not ckpt:
+        log.info("--resume: no complete checkpoint under %s yet; starting from iteration 1", run_dir / "checkpoints")
     policy_dir = resolve_model(cfg.model.policy)
     tokenizer = load_tokenizer(policy_dir)
     prompts = prompt_token_ids(cfg, tokenizer)
     log.info("%d RL prompts", len(prompts))
-    critic_dir = critic_init_dir(cfg, policy_dir, tokenizer, run_dir)
+    init_ray(cfg.cluster)
+    reward_dir = reward_model_dir(cfg, run_dir)  # before the PPO actors exist: RM training gets the machine
+    critic_dir = critic_init_dir(reward_dir, policy_dir, tokenizer, run_dir)
 
-    rollout = ActorGroup(RolloutActor, cfg.rollout.num_actors, cfg.rollout.resources, str(policy_dir), name="rollout",
-                         engine=cfg.rollout.engine, max_model_len=cfg.rollout.max_model_len,
+    # On resume the RolloutActors load the checkpoint's HF policy, as vLLM loads any HF folder.
+    rollout = ActorGroup(RolloutActor, cfg.rollout.num_actors, cfg.rollout.resources, str(ckpt / "policy" if ckpt else policy_dir),
+                         name="rollout", engine=cfg.rollout.engine, max_model_len=cfg.rollout.max_model_len,
                          kv_cache_gib=cfg.rollout.kv_cache_gib, seed=cfg.run.seed, timeout_s=cfg.cluster.placement_timeout_s)
-    reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, cfg.model.reward, name="reward",
+    reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, reward_dir, name="reward",
                         function=cfg.reward.function, function_kwargs=cfg.reward.function_kwargs,
                         mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
                         timeout_s=cfg.cluster.placement_timeout_s)
-    learner = make_learner_group(cfg.learner, cfg.ppo, policy_dir, critic_dir, cfg.run.seed,
+    learner = make_learner_group(cfg.learner, cfg.ppo, policy_dir, critic_dir, cfg.run.seed, cfg.model.mixed_precision,
                                  timeout_s=cfg.cluster.placement_timeout_s)
     weights = WeightSync(cfg.sync.transport, learner, rollout, cfg.sync.bucket_mb)
-    kl_ctl = make_kl_controller(cfg.ppo.kl_controller, cfg.ppo.kl_coef, cfg.ppo.kl_target, cfg.ppo.kl_horizon)
-    moments = RunningMoments()
-    metrics = MetricsLogger(run_dir)
+    state = DriverState(make_kl_controller(cfg.ppo.kl_controller, cfg.ppo.kl_coef, cfg.ppo.kl_target, cfg.ppo.kl_horizon))
+    if ckpt:
+        restore_ppo_checkpoint(ckpt, cfg, state, learner)
+    # Rows newer than the checkpoint (or all rows, starting afresh) belong to iterations that will run again.
+    dropped = sum(truncate_jsonl(run_dir / f, state.iteration) for f in ("metrics.jsonl", "samples.jsonl"))
+    if dropped:
+        log.info("dropped %d metric/sample rows written after iteration %d", dropped, state.iteration)
+    metrics = MetricsLogger(run_dir, purge_step=state.iteration + 1)
+    samples = open(run_dir / "samples.jsonl", "a", encoding="utf-8") if cfg.run.save_samples else None
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
-    cursor, history = 0, []
+    history = []
 
-    for it in tqdm(range(1, cfg.ppo.iterations + 1), desc="ppo", unit="iter", disable=not show_progress):
+    bar = tqdm(range(state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter", disable=not show_progress)
+    for it in bar:
         timer = PhaseTimer()
         # 1. rollout: n samples for each prompt of this iteration, spread over the RolloutActors.
-        batch_prompts = [prompts[order[(cursor + i) % len(order)]] for i in range(cfg.ppo.prompts_per_iteration)]
-        cursor += cfg.ppo.prompts_per_iteration
+        batch_index = [order[(state.cursor + i) % len(order)] for i in range(cfg.ppo.prompts_per_iteration)]
+        state.cursor += cfg.ppo.prompts_per_iteration
         with timer("rollout"):
-            shards = split_evenly(batch_prompts, len(rollout))
+            shards = split_evenly([prompts[i] for i in batch_index], len(rollout))
             parts = rollout.gather([a.generate.remote(s, sampling_params(cfg, cfg.run.seed * 100003 + it * 101 + k))
                                     for k, (a, s) in enumerate(zip(rollout.actors, shards)) if s])
             rollouts = concat(parts)
@@ -133,23 +189,27 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
             exp = {k: torch.cat([e[k] for e in exps]) for k in exps[0]}
         # 4. rewards: RM score at the last token, -beta*KL on every token; GAE advantages and returns.
         t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, cfg.ppo,
-                            kl_ctl.value, moments)
-        full = batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"],
-                        "advantages": t.advantages, "returns": t.returns}
-        # 5. PPO epochs on the learner group.
+                            state.kl_ctl.value, state.moments)
+        # 5. the replay buffer holds this iteration's experiences (on-policy: refilled every iteration).
+        state.buffer.clear()
+        state.buffer.add(batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"],
+                                  "advantages": t.advantages, "returns": t.returns, "scores": scores})
+        # 6. PPO epochs on the learner group.
         with timer("learn"):
             steps = math.ceil(max(len(r) for r in rank_rows) / cfg.learner.micro_batch_size)
-            stats = on_row_shards(learner, "ppo_update", full, rank_rows, steps)
-        # 6. weight sync: the RolloutActors get the new policy (object-store blob or collective broadcast).
+            train = {k: v for k, v in state.buffer.data.items() if k != "scores"}
+            stats = on_row_shards(learner, "ppo_update", train, rank_rows, steps)
+        # 7. weight sync: the RolloutActors get the new policy (object-store blob or collective broadcast).
         with timer("sync"):
             weights.sync()
         kl = mean_sequence_kl(t.kl, act)
-        kl_ctl.update(kl, len(ids))
+        state.kl_ctl.update(kl, len(ids))
+        state.iteration = it
         lengths = torch.tensor([len(r) for r in rollouts.response_ids], dtype=torch.float)
         n_tokens = float(lengths.sum())
         row = {
             "reward/mean": scores.mean().item(), "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
-            "kl/mean": kl, "kl/coef": kl_ctl.value, "response/length": lengths.mean().item(),
+            "kl/mean": kl, "kl/coef": state.kl_ctl.value, "response/length": lengths.mean().item(),
             "response/stop_frac": sum(f == "stop" for f in rollouts.finish_reasons) / len(rollouts),
             "return/mean": masked_mean(t.returns, act).item(),
             **{f"ppo/{k}": sum(s[k] for s in stats) / len(stats) for k in stats[0]},
@@ -158,10 +218,25 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True) -> list[dict
             "perf/learn_tokens_per_s": float(attn.sum()) / timer.seconds["learn"],
         }
         metrics.log(it, row)
+        if samples:
+            for j in range(len(rollouts)):
+                samples.write(json.dumps({"step": it, "prompt_index": batch_index[rollouts.prompt_index[j]],
+                                          "score": scores[j].item(), "finish": rollouts.finish_reasons[j],
+                                          "response": rollouts.texts[j]}) + "\n")
+            samples.flush()
         history.append(row)
+        bar.set_postfix(reward=f"{row['reward/mean']:.3f}", kl=f"{kl:.3f}")
         log.info("iter %d: reward %.4f, kl %.4f, len %.1f, %s", it, row["reward/mean"], kl, row["response/length"],
                  ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
+        hang_for_tests(it)
+        # 8. checkpoint after the iteration's rows are written: a resume drops rows newer than its checkpoint.
+        if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == cfg.ppo.iterations:
+            t0 = time.perf_counter()
+            save_ppo_checkpoint(run_dir, cfg, state, learner, tokenizer)
+            log.info("checkpoint of iteration %d written in %.1f s", it, time.perf_counter() - t0)
     metrics.close()
+    if samples:
+        samples.close()
     for group in (rollout, reward, learner):
         group.kill()
     return history

@@ -9,10 +9,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        """purge_step: a resumed run drops TensorBoard events from this step on (written after its checkpoint)."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self._file = open(self.path, "a", encoding="utf-8")
-        self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         clean = {k: float(v) for k, v in metrics.items()}

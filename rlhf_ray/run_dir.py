@@ -1,5 +1,6 @@
 """The run folder runs/<name>/: resolved config, log file, metrics, checkpoints."""
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -14,13 +15,44 @@ def prepare_run_dir(cfg: Config) -> Path:
     run_dir = Path(cfg.run.output_dir) / cfg.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
-    handler = logging.FileHandler(run_dir / "log.txt")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("rlhf_ray").addHandler(handler)
+    attach_log_file(run_dir)
     return run_dir
+
+
+def attach_log_file(run_dir: Path) -> None:
+    """rlhf_ray's log lines also go to <run_dir>/log.txt (in whichever process calls this)."""
+    handler = logging.FileHandler(Path(run_dir) / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("rlhf_ray")
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python, numpy and torch RNG states, to save with a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def truncate_jsonl(path: Path, last_step: int, key: str = "step") -> int:
+    """Drop rows with row[key] > last_step (written after the checkpoint a run resumes from); returns rows dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)[key] <= last_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+    return len(lines) - len(kept)

@@ -24,7 +24,7 @@ def gather(shards: list[dict]) -> dict:
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
-def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_model_dir, tiny_rm_dir, zero_stage):
+def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_model_dir, tiny_rm_dir, zero_stage, tmp_path):
     learner = LearnerConfig(world_size=2, zero_stage=zero_stage, actor_lr=1e-3, critic_lr=1e-3, micro_batch_size=4,
                             ppo_epochs=2)
     ppo = PPOConfig(reward_norm="none", kl_coef=0.0)
@@ -54,4 +54,16 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
     with torch.no_grad():
         after = sequence_logprobs(policy, ids[:1], attn[:1])[0, len(prompt) - 1].item()
     assert after > before + 0.1
+
+    # Checkpoint, restore into a fresh group, take the same update on both: equal weights iff AdamW states came back.
+    group.run("save_checkpoint", str(tmp_path))
+    restored = make_learner_group(learner, ppo, tiny_model_dir, tiny_rm_dir, seed=0)
+    assert restored.run("load_checkpoint", str(tmp_path)) == [1, 1]
+    hf = load_policy(tmp_path / "policy").state_dict()  # the HF folder: ZeRO-3 shards gathered before writing
+    assert all(torch.equal(hf[k], v) for k, v in unpack_state_dict(blobs[0]).items())
+    for g in (group, restored):
+        g.gather([a.ppo_update.remote(s) for a, s in zip(g.actors, shard(full, 2))])
+    a, b = (unpack_state_dict(g.run("export_weights")[0]) for g in (group, restored))
+    assert all(torch.equal(a[k], b[k]) for k in a)
     group.kill()
+    restored.kill()

@@ -4,7 +4,7 @@ import torch
 from rlhf_ray.config import PPOConfig
 from rlhf_ray.models import load_policy
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
-from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs
+from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs, trim_padding
 
 
 def test_make_sequences_masks_exactly_the_response_predictions():
@@ -15,6 +15,16 @@ def test_make_sequences_masks_exactly_the_response_predictions():
     assert act.tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
     with pytest.raises(ValueError, match=r"empty responses at rows \[1\]"):
         make_sequences([[1], [2]], [[3], []], 0)
+
+
+def test_trim_padding_cuts_shared_padding_only():
+    ids, attn, act = make_sequences([[1, 2], [3]], [[4], [5, 6]], pad_id=0)
+    wide = {"input_ids": torch.nn.functional.pad(ids, (0, 3)), "attention_mask": torch.nn.functional.pad(attn, (0, 3)),
+            "action_mask": torch.nn.functional.pad(act, (0, 3)), "scores": torch.tensor([1.0, 2.0])}
+    out = trim_padding(wide)
+    assert out["input_ids"].tolist() == ids.tolist() and out["attention_mask"].tolist() == attn.tolist()
+    assert out["action_mask"].tolist() == act.tolist()
+    assert out["scores"].tolist() == [1.0, 2.0]
 
 
 def test_sequence_logprobs_match_unpadded_forward(tiny_model_dir):

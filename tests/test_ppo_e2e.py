@@ -45,3 +45,20 @@ def test_ppo_raises_a_programmatic_reward(ray_local, tiny_model_dir, tmp_path):
     rewards = [h["reward/mean"] for h in history]
     start, end = sum(rewards[:2]) / 2, sum(rewards[-2:]) / 2
     assert end > start + 0.1, rewards
+
+
+def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, tiny_model_dir, tmp_path, caplog):
+    caplog.set_level("INFO", logger="rlhf_ray")
+    rm = ["rm.max_steps=2", "rm.batch_size=4", "rm.micro_batch_size=4", "rm.warmup_steps=0", "data.max_eval_pairs=8",
+          "run.checkpoint_every=1"]
+    cfg = config(tiny_model_dir, tmp_path, "auto_rm", "ppo.iterations=1", *rm)
+    run_dir = prepare_run_dir(cfg)
+    run_ppo(cfg, run_dir, show_progress=False)
+    assert (run_dir / "rm" / "reward_model" / "config.json").exists()
+    assert (run_dir / "rm" / "metrics.jsonl").exists() and (run_dir / "checkpoints" / "iter_000001").is_dir()
+
+    cfg = config(tiny_model_dir, tmp_path, "auto_rm", "ppo.iterations=2", *rm)
+    history = run_ppo(cfg, prepare_run_dir(cfg), show_progress=False, resume=True)
+    assert len(history) == 1  # iteration 2 only
+    assert "reusing the reward model" in caplog.text
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1, 2]

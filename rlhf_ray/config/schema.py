@@ -15,6 +15,11 @@ class RunConfig(Section):
     output_dir: str = Field("runs", description="Parent folder of run folders.")
     seed: int = Field(0, description="Seed for torch, numpy and Python RNGs and data shuffling.")
     log_every: int = Field(1, ge=1, description="Write metrics every N optimizer steps.")
+    checkpoint_every: int = Field(
+        5, ge=0, description="PPO: write a checkpoint every N iterations and after the last (0: only after the last)."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Keep the newest N checkpoints; older ones are deleted.")
+    save_samples: bool = Field(True, description="PPO: append every rollout (prompt index, response, score) to samples.jsonl.")
 
 
 class FieldMap(Section):
@@ -117,6 +122,9 @@ class ResourceSpec(Section):
     num_cpus: float = Field(1.0, ge=0, description="CPUs per actor.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (fractions share a GPU).")
     memory_gib: float | None = Field(None, gt=0, description="Memory reserved per actor in GiB (None: no reservation).")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads of torch in the actor (OMP_NUM_THREADS; None: Ray's default, its whole CPUs, at least 1)."
+    )
 
 
 class ClusterConfig(Section):

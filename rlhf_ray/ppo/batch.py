@@ -30,10 +30,27 @@ def make_sequences(prompt_ids: list[list[int]], response_ids: list[list[int]], p
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
-                      with_entropy: bool = False):
-    """log p(token t+1 | tokens <= t) for t in [0, L-1): [B, L-1] (and the entropy per position)."""
+                      with_entropy: bool = False, entropy_grad: bool = True):
+    """log p(token t+1 | tokens <= t) for t in [0, L-1): [B, L-1] (and the entropy per position).
+
+    entropy_grad=False computes the entropy outside autograd: a statistic then costs no [B, L, vocab] graph memory.
+    """
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
     if temperature != 1.0:
         logits = logits / temperature
     logprobs = logprobs_from_logits(logits, input_ids[:, 1:])
-    return (logprobs, entropy_from_logits(logits)) if with_entropy else logprobs
+    if not with_entropy:
+        return logprobs
+    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+        entropy = entropy_from_logits(logits if entropy_grad else logits.detach())
+    return logprobs, entropy
+
+
+def trim_padding(mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cut the right padding every row shares: [B, L] tensors to the longest row, [B, L-1] ones to one less.
+
+    A micro-batch of short rows then costs what its rows need, not what the longest row of the iteration needs.
+    """
+    full = mb["attention_mask"].shape[1]
+    width = max(int(mb["attention_mask"].sum(1).max()), 2)
+    return {k: v if v.dim() < 2 else v[:, :width] if v.shape[1] == full else v[:, : width - 1] for k, v in mb.items()}

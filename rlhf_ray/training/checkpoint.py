@@ -1,7 +1,19 @@
-"""Atomic HF-format saves: write to a sibling temp folder, then rename, so a crash never leaves half a model."""
+"""Atomic checkpoints: write into a `.tmp` sibling, then rename, so a crash never leaves half a checkpoint.
 
+A PPO checkpoint is runs/<name>/checkpoints/iter_NNNNNN/ holding policy/ and critic/ (HF format, which
+transformers and vLLM load), deepspeed/ (ZeRO shards and AdamW states per rank) and driver_state.pt
+(data cursor, RNGs, KL controller, reward moments, replay buffer, counters). Only renamed folders count.
+"""
+
+import logging
+import re
 import shutil
 from pathlib import Path
+
+log = logging.getLogger("rlhf_ray.checkpoint")
+
+_NAME = re.compile(r"^iter_(\d{6})$")
+DRIVER_STATE = "driver_state.pt"
 
 
 def save_hf_atomic(model, tokenizer, dest: str | Path) -> Path:
@@ -17,3 +29,46 @@ def save_hf_atomic(model, tokenizer, dest: str | Path) -> Path:
     tmp.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def staging_dir(run_dir: Path, iteration: int) -> Path:
+    """A fresh, empty folder to write iteration `iteration`'s checkpoint into (left-overs of a crash removed)."""
+    tmp = checkpoints_dir(run_dir) / f"iter_{iteration:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit_checkpoint(staging: Path, keep: int) -> Path:
+    """Rename the finished staging folder into place (the atomic step), then keep only the newest `keep`."""
+    if not (staging / DRIVER_STATE).exists():
+        raise RuntimeError(f"{staging} has no {DRIVER_STATE}: refusing to commit an incomplete checkpoint")
+    final = staging.with_name(staging.name.removesuffix(".tmp"))
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    for old in complete_checkpoints(staging.parent)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Committed checkpoints, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _NAME.match(p.name) and (p / DRIVER_STATE).exists()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    done = complete_checkpoints(checkpoints_dir(run_dir))
+    for tmp in checkpoints_dir(run_dir).glob("iter_*.tmp") if checkpoints_dir(run_dir).is_dir() else []:
+        log.warning("ignoring incomplete checkpoint %s (a run stopped while writing it)", tmp)
+    return done[-1] if done else None
+
+
+def checkpoint_iteration(path: Path) -> int:
+    return int(_NAME.match(Path(path).name).group(1))

@@ -129,6 +129,9 @@ def train_reward_model(cfg: Config, run_dir: Path, show_progress: bool = True) -
                 log.info("step %d: %s", step, _fmt(results))
             if step % cfg.run.log_every == 0 or "eval/accuracy" in row:
                 metrics.log(step, row)
+            if not show_progress and (step % max(1, total_steps // 10) == 0 or step == total_steps):
+                log.info("step %d/%d: loss %.4f, accuracy %.3f, %.0f tokens/s", step, total_steps, row["train/loss"],
+                         row["train/accuracy"], row["perf/tokens_per_s"])
             bar.update(1)
             bar.set_postfix(loss=f"{row['train/loss']:.3f}", acc=f"{row['train/accuracy']:.2f}")
     bar.close()

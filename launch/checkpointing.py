@@ -1,0 +1,82 @@
+"""Save and restore a whole PPO run: learner states (all ranks), HF policy/critic, and the driver's own state."""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from actors.group import ActorGroup
+from rlhf_ray.algorithms import RunningMoments
+from rlhf_ray.config import Config, dump_config
+from rlhf_ray.ppo.replay_buffer import ReplayBuffer
+from rlhf_ray.run_dir import rng_state, set_rng_state
+from rlhf_ray.training.checkpoint import DRIVER_STATE, checkpoint_iteration, commit_checkpoint, staging_dir
+
+log = logging.getLogger("rlhf_ray.checkpoint")
+
+# Fields a resumed run may change without breaking "continues where it stopped".
+RESUMABLE_CHANGES = {"ppo.iterations", "run.checkpoint_every", "run.keep_checkpoints", "cluster.address",
+                     "cluster.num_cpus", "cluster.placement_timeout_s"}
+
+
+@dataclass
+class DriverState:
+    """Everything the driver carries from one iteration to the next."""
+
+    kl_ctl: object
+    iteration: int = 0  # iterations completed
+    cursor: int = 0  # prompts consumed from the seeded prompt order
+    moments: RunningMoments = field(default_factory=RunningMoments)
+    buffer: ReplayBuffer = field(default_factory=ReplayBuffer)
+
+
+def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner: ActorGroup, tokenizer) -> Path:
+    staging = staging_dir(run_dir, state.iteration)
+    learner.run("save_checkpoint", str(staging))  # every rank writes its ZeRO shards; rank 0 the HF folders
+    for name in ("policy", "critic"):
+        tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
+    (staging / "config.yaml").write_text(dump_config(cfg))
+    torch.save({"iteration": state.iteration, "cursor": state.cursor, "kl_ctl": state.kl_ctl.state_dict(),
+                "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state()},
+               staging / DRIVER_STATE)
+    final = commit_checkpoint(staging, cfg.run.keep_checkpoints)
+    log.info("checkpoint %s", final)
+    return final
+
+
+def restore_ppo_checkpoint(ckpt: Path, cfg: Config, state: DriverState, learner: ActorGroup) -> None:
+    """Load a committed checkpoint into the learner group and `state`; warn about config changes that matter."""
+    warn_config_changes(ckpt, cfg)
+    saved = torch.load(ckpt / DRIVER_STATE, weights_only=False)  # our own file: RNG states are numpy objects
+    if saved["iteration"] != checkpoint_iteration(ckpt):
+        raise RuntimeError(f"{ckpt}: driver state says iteration {saved['iteration']}, the folder name disagrees")
+    updates = learner.run("load_checkpoint", str(ckpt))
+    if len(set(updates)) != 1:
+        raise RuntimeError(f"{ckpt}: learner ranks restored different update counts {updates}")
+    state.iteration, state.cursor = saved["iteration"], saved["cursor"]
+    state.kl_ctl.load_state_dict(saved["kl_ctl"])
+    state.moments.load_state_dict(saved["moments"])
+    state.buffer.load_state_dict(saved["buffer"])
+    set_rng_state(saved["rng"])
+    log.info("resumed from %s: %d iterations done, %d prompts consumed, KL coef %.4g", ckpt, state.iteration,
+             state.cursor, state.kl_ctl.value)
+
+
+def warn_config_changes(ckpt: Path, cfg: Config) -> None:
+    old = _flatten(yaml.safe_load((ckpt / "config.yaml").read_text()))
+    new = _flatten(yaml.safe_load(dump_config(cfg)))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    for key in changed:
+        log.warning("resuming with %s = %r, but the checkpoint was written with %r", key, new.get(key), old.get(key))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= _flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,0 +1,72 @@
+"""Checkpoint folders, the replay buffer and run-folder helpers (no Ray)."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf_ray.ppo.replay_buffer import ReplayBuffer
+from rlhf_ray.run_dir import rng_state, set_rng_state, truncate_jsonl
+from rlhf_ray.training.checkpoint import (
+    DRIVER_STATE,
+    checkpoint_iteration,
+    commit_checkpoint,
+    latest_checkpoint,
+    staging_dir,
+)
+
+
+def fake_checkpoint(run_dir, iteration, keep=2):
+    staging = staging_dir(run_dir, iteration)
+    (staging / DRIVER_STATE).write_bytes(b"state")
+    return commit_checkpoint(staging, keep)
+
+
+def test_only_committed_checkpoints_count_and_old_ones_are_pruned(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for it in (2, 4, 6):
+        fake_checkpoint(tmp_path, it)
+    staging_dir(tmp_path, 8)  # a crash while writing iteration 8: never renamed
+    latest = latest_checkpoint(tmp_path)
+    assert latest.name == "iter_000006" and checkpoint_iteration(latest) == 6
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_000004", "iter_000006", "iter_000008.tmp"]
+
+
+def test_commit_refuses_a_checkpoint_without_driver_state(tmp_path):
+    with pytest.raises(RuntimeError, match="incomplete checkpoint"):
+        commit_checkpoint(staging_dir(tmp_path, 1), keep=2)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_truncate_jsonl_drops_rows_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "x": s * 1.5}) + "\n" for s in (1, 2, 3, 3)))
+    assert truncate_jsonl(path, 2) == 2
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+    assert truncate_jsonl(tmp_path / "absent.jsonl", 2) == 0
+
+
+def test_replay_buffer_add_filter_and_state():
+    buf = ReplayBuffer()
+    buf.add({"input_ids": torch.tensor([[1, 2, 3]]), "scores": torch.tensor([0.5])})
+    buf.add({"input_ids": torch.tensor([[4, 5], [6, 7]]), "scores": torch.tensor([1.0, 2.0])})
+    assert len(buf) == 3
+    assert buf.data["input_ids"].tolist() == [[1, 2, 3], [4, 5, 0], [6, 7, 0]]  # right-padded to the widest row
+    buf.filter([2, 0])
+    assert buf.data["scores"].tolist() == [2.0, 0.5]
+    copy = ReplayBuffer()
+    copy.load_state_dict(buf.state_dict())
+    assert copy.data["input_ids"].tolist() == [[6, 7, 0], [1, 2, 3]]
+    with pytest.raises(ValueError, match="disagree on the number of rows"):
+        buf.add({"input_ids": torch.zeros(2, 3), "scores": torch.zeros(1)})
+    with pytest.raises(ValueError, match="differ from the buffer"):
+        buf.add({"input_ids": torch.zeros(1, 3)})
