@@ -44,6 +44,19 @@ def make_placement_group(bundles: list[dict[str, float]], name: str, timeout_s: 
     return pg
 
 
+def shared_placement_group(roles: list[tuple[ResourceSpec, int]], name: str, timeout_s: float = 120.0) -> PlacementGroup:
+    """One placement group for several roles: bundle i holds actor i of every role that has one (colocation)."""
+    bundles = []
+    for i in range(max(n for _, n in roles)):
+        bundle: dict[str, float] = {}
+        for res, n in roles:
+            if i < n:
+                for key, value in bundle_of(res).items():
+                    bundle[key] = bundle.get(key, 0.0) + value
+        bundles.append(bundle)
+    return make_placement_group(bundles, name, timeout_s)
+
+
 class ActorGroup:
     """`n` actors of `actor_cls`, actor i on bundle `bundle_offset + i` of `pg` (its own PG when None).
 

@@ -17,7 +17,7 @@ from rlhf_ray.training.checkpoint import DRIVER_STATE, checkpoint_iteration, com
 log = logging.getLogger("rlhf_ray.checkpoint")
 
 # Fields a resumed run may change without breaking "continues where it stopped".
-RESUMABLE_CHANGES = {"ppo.iterations", "run.checkpoint_every", "run.keep_checkpoints", "cluster.address",
+RESUMABLE_CHANGES = {"ppo.iterations", "run.output_dir", "run.name", "run.checkpoint_every", "run.keep_checkpoints", "cluster.address",
                      "cluster.num_cpus", "cluster.placement_timeout_s"}
 
 

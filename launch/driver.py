@@ -15,9 +15,10 @@ from pathlib import Path
 
 import ray
 import torch
+from ray.util.placement_group import remove_placement_group
 from tqdm.auto import tqdm
 
-from actors.group import ActorGroup, split_evenly, with_threads
+from actors.group import ActorGroup, shared_placement_group, split_evenly, with_threads
 from actors.learner import make_learner_group
 from actors.reward import RewardActor
 from actors.rollout import RolloutActor
@@ -33,7 +34,7 @@ from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
 from rlhf_ray.ppo.batch import make_sequences
 from rlhf_ray.rollout.types import SamplingParams, concat
 from rlhf_ray.run_dir import attach_log_file, seed_everything, truncate_jsonl
-from rlhf_ray.training.checkpoint import latest_checkpoint, save_hf_atomic
+from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint, save_hf_atomic
 from rlhf_ray.training.rm_trainer import train_reward_model
 
 from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
@@ -132,6 +133,9 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
     if ckpt and not resume:
         raise FileExistsError(f"{run_dir} already holds checkpoint {ckpt.name}: pass --resume to continue it, "
                               "or choose another run.name")
+    if ckpt and resume and checkpoint_iteration(ckpt) >= cfg.ppo.iterations:
+        log.info("%s already holds all %d iterations (raise ppo.iterations to go on)", ckpt, cfg.ppo.iterations)
+        return []
     if resume and not ckpt:
         log.info("--resume: no complete checkpoint under %s yet; starting from iteration 1", run_dir / "checkpoints")
     policy_dir = resolve_model(cfg.model.policy)
@@ -142,11 +146,15 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
     reward_dir = reward_model_dir(cfg, run_dir)  # before the PPO actors exist: RM training gets the machine
     critic_dir = critic_init_dir(reward_dir, policy_dir, tokenizer, run_dir)
 
+    # colocate: RolloutActor i and RewardActor i share bundle i of one placement group (one node, one GPU).
+    shared = shared_placement_group([(cfg.rollout.resources, cfg.rollout.num_actors),
+                                     (cfg.reward.resources, cfg.reward.num_actors)], "rollout+reward",
+                                    cfg.cluster.placement_timeout_s) if cfg.cluster.colocate else None
     # On resume the RolloutActors load the checkpoint's HF policy, as vLLM loads any HF folder.
     rollout = ActorGroup(RolloutActor, cfg.rollout.num_actors, cfg.rollout.resources, str(ckpt / "policy" if ckpt else policy_dir),
-                         name="rollout", engine=cfg.rollout.engine, max_model_len=cfg.rollout.max_model_len,
+                         name="rollout", pg=shared, engine=cfg.rollout.engine, max_model_len=cfg.rollout.max_model_len,
                          kv_cache_gib=cfg.rollout.kv_cache_gib, seed=cfg.run.seed, timeout_s=cfg.cluster.placement_timeout_s)
-    reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, reward_dir, name="reward",
+    reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, reward_dir, name="reward", pg=shared,
                         function=cfg.reward.function, function_kwargs=cfg.reward.function_kwargs,
                         mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
                         timeout_s=cfg.cluster.placement_timeout_s)
@@ -239,4 +247,6 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
         samples.close()
     for group in (rollout, reward, learner):
         group.kill()
+    if shared:
+        remove_placement_group(shared)
     return history

@@ -54,6 +54,20 @@ def test_colocated_groups_share_one_placement_group(ray_local):
     ray.util.remove_placement_group(pg)
 
 
+def test_shared_placement_group_sums_the_roles_per_bundle(ray_local):
+    from actors.group import shared_placement_group
+
+    pg = shared_placement_group([(ResourceSpec(num_cpus=1.0), 2), (ResourceSpec(num_cpus=0.5), 1)], "both")
+    bundles = ray.util.placement_group_table(pg)["bundles"]
+    assert [b["CPU"] for b in bundles.values()] == [1.5, 1.0]  # rollout 0 + reward 0, then rollout 1 alone
+    rollout = ActorGroup(Echo, 2, ResourceSpec(num_cpus=1.0), "r", name="r", pg=pg)
+    reward = ActorGroup(Echo, 1, ResourceSpec(num_cpus=0.5), "s", name="s", pg=pg)
+    assert [r[0] for r in rollout.run("whoami", 0) + reward.run("whoami", 0)] == ["r", "r", "s"]
+    rollout.kill()
+    reward.kill()
+    ray.util.remove_placement_group(pg)
+
+
 def test_dead_actor_is_named(ray_local):
     group = ActorGroup(Echo, 2, ResourceSpec(num_cpus=0.5), "t", name="doomed")
     with pytest.raises(ActorDiedError, match="doomed rank 1"):

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from launch.cli import build_parser, main
 
 
@@ -23,6 +25,13 @@ def test_unknown_key_fails_with_its_name(tmp_path, capsys):
 def test_config_show_applies_overrides(capsys):
     assert main(["config", "show", "configs/quickstart.yaml", "ppo.kl_coef=0.05"]) == 0
     assert "kl_coef: 0.05" in capsys.readouterr().out
+
+
+def test_overrides_may_follow_a_flag(capsys):
+    assert main(["data", "inspect", "configs/quickstart.yaml", "--show", "0", "data.max_pairs=10"]) == 0
+    assert "split: 10 train pairs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["data", "inspect", "configs/quickstart.yaml", "--show", "0", "--bogus"])
 
 
 def test_data_inspect_reports_counts(capsys):

@@ -25,7 +25,8 @@ def config(tiny_model_dir, tmp_path, name, *extra):
 
 
 def test_two_iterations_with_a_reward_model_log_every_field(ray_local, tiny_model_dir, tiny_rm_dir, tmp_path):
-    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "sync.transport=collective")
+    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "sync.transport=collective",
+                 "cluster.colocate=true")  # rollout i and reward i on one bundle
     run_dir = prepare_run_dir(cfg)
     run_ppo(cfg, run_dir, show_progress=False)
     rows = read_metrics(run_dir / "metrics.jsonl")
