@@ -173,80 +173,82 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
     history = []
 
-    bar = tqdm(range(state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter", disable=not show_progress)
-    for it in bar:
-        timer = PhaseTimer()
-        # 1. rollout: n samples for each prompt of this iteration, spread over the RolloutActors.
-        batch_index = [order[(state.cursor + i) % len(order)] for i in range(cfg.ppo.prompts_per_iteration)]
-        state.cursor += cfg.ppo.prompts_per_iteration
-        with timer("rollout"):
-            shards = split_evenly([prompts[i] for i in batch_index], len(rollout))
-            parts = rollout.gather([a.generate.remote(s, sampling_params(cfg, cfg.run.seed * 100003 + it * 101 + k))
-                                    for k, (a, s) in enumerate(zip(rollout.actors, shards)) if s])
-            rollouts = concat(parts)
-        # 2. score every (prompt, response) with the RewardActors.
-        with timer("score"):
-            pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
-            scores = torch.tensor([s for part in reward.run_sharded("score", pairs) for s in part])
-        # 3. current-policy and reference log-probs and critic values, sharded over the learner ranks.
-        ids, attn, act = make_sequences(rollouts.prompt_ids, rollouts.response_ids, tokenizer.pad_token_id)
-        batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
-        rank_rows = split_evenly(list(range(len(ids))), len(learner))
-        with timer("experience"):
-            exps = on_row_shards(learner, "experience", batch, rank_rows)
-            exp = {k: torch.cat([e[k] for e in exps]) for k in exps[0]}
-        # 4. rewards: RM score at the last token, -beta*KL on every token; GAE advantages and returns.
-        t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, cfg.ppo,
-                            state.kl_ctl.value, state.moments)
-        # 5. the replay buffer holds this iteration's experiences (on-policy: refilled every iteration).
-        state.buffer.clear()
-        state.buffer.add(batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"],
-                                  "advantages": t.advantages, "returns": t.returns, "scores": scores})
-        # 6. PPO epochs on the learner group.
-        with timer("learn"):
-            steps = math.ceil(max(len(r) for r in rank_rows) / cfg.learner.micro_batch_size)
-            train = {k: v for k, v in state.buffer.data.items() if k != "scores"}
-            stats = on_row_shards(learner, "ppo_update", train, rank_rows, steps)
-        # 7. weight sync: the RolloutActors get the new policy (object-store blob or collective broadcast).
-        with timer("sync"):
-            weights.sync()
-        kl = mean_sequence_kl(t.kl, act)
-        state.kl_ctl.update(kl, len(ids))
-        state.iteration = it
-        lengths = torch.tensor([len(r) for r in rollouts.response_ids], dtype=torch.float)
-        n_tokens = float(lengths.sum())
-        row = {
-            "reward/mean": scores.mean().item(), "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
-            "kl/mean": kl, "kl/coef": state.kl_ctl.value, "response/length": lengths.mean().item(),
-            "response/stop_frac": sum(f == "stop" for f in rollouts.finish_reasons) / len(rollouts),
-            "return/mean": masked_mean(t.returns, act).item(),
-            **{f"ppo/{k}": sum(s[k] for s in stats) / len(stats) for k in stats[0]},
-            **{f"time/{k}_s": v for k, v in timer.seconds.items()},
-            "perf/rollout_tokens_per_s": n_tokens / timer.seconds["rollout"],
-            "perf/learn_tokens_per_s": float(attn.sum()) / timer.seconds["learn"],
-        }
-        metrics.log(it, row)
+    try:  # on any error too: free the actors and placement groups (a cluster outlives this driver)
+        bar = tqdm(range(state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter", disable=not show_progress)
+        for it in bar:
+            timer = PhaseTimer()
+            # 1. rollout: n samples for each prompt of this iteration, spread over the RolloutActors.
+            batch_index = [order[(state.cursor + i) % len(order)] for i in range(cfg.ppo.prompts_per_iteration)]
+            state.cursor += cfg.ppo.prompts_per_iteration
+            with timer("rollout"):
+                shards = split_evenly([prompts[i] for i in batch_index], len(rollout))
+                parts = rollout.gather([a.generate.remote(s, sampling_params(cfg, cfg.run.seed * 100003 + it * 101 + k))
+                                        for k, (a, s) in enumerate(zip(rollout.actors, shards)) if s])
+                rollouts = concat(parts)
+            # 2. score every (prompt, response) with the RewardActors.
+            with timer("score"):
+                pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
+                scores = torch.tensor([s for part in reward.run_sharded("score", pairs) for s in part])
+            # 3. current-policy and reference log-probs and critic values, sharded over the learner ranks.
+            ids, attn, act = make_sequences(rollouts.prompt_ids, rollouts.response_ids, tokenizer.pad_token_id)
+            batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
+            rank_rows = split_evenly(list(range(len(ids))), len(learner))
+            with timer("experience"):
+                exps = on_row_shards(learner, "experience", batch, rank_rows)
+                exp = {k: torch.cat([e[k] for e in exps]) for k in exps[0]}
+            # 4. rewards: RM score at the last token, -beta*KL on every token; GAE advantages and returns.
+            t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, cfg.ppo,
+                                state.kl_ctl.value, state.moments)
+            # 5. the replay buffer holds this iteration's experiences (on-policy: refilled every iteration).
+            state.buffer.clear()
+            state.buffer.add(batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"],
+                                      "advantages": t.advantages, "returns": t.returns, "scores": scores})
+            # 6. PPO epochs on the learner group.
+            with timer("learn"):
+                steps = math.ceil(max(len(r) for r in rank_rows) / cfg.learner.micro_batch_size)
+                train = {k: v for k, v in state.buffer.data.items() if k != "scores"}
+                stats = on_row_shards(learner, "ppo_update", train, rank_rows, steps)
+            # 7. weight sync: the RolloutActors get the new policy (object-store blob or collective broadcast).
+            with timer("sync"):
+                weights.sync()
+            kl = mean_sequence_kl(t.kl, act)
+            state.kl_ctl.update(kl, len(ids))
+            state.iteration = it
+            lengths = torch.tensor([len(r) for r in rollouts.response_ids], dtype=torch.float)
+            n_tokens = float(lengths.sum())
+            row = {
+                "reward/mean": scores.mean().item(), "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
+                "kl/mean": kl, "kl/coef": state.kl_ctl.value, "response/length": lengths.mean().item(),
+                "response/stop_frac": sum(f == "stop" for f in rollouts.finish_reasons) / len(rollouts),
+                "return/mean": masked_mean(t.returns, act).item(),
+                **{f"ppo/{k}": sum(s[k] for s in stats) / len(stats) for k in stats[0]},
+                **{f"time/{k}_s": v for k, v in timer.seconds.items()},
+                "perf/rollout_tokens_per_s": n_tokens / timer.seconds["rollout"],
+                "perf/learn_tokens_per_s": float(attn.sum()) / timer.seconds["learn"],
+            }
+            metrics.log(it, row)
+            if samples:
+                for j in range(len(rollouts)):
+                    samples.write(json.dumps({"step": it, "prompt_index": batch_index[rollouts.prompt_index[j]],
+                                              "score": scores[j].item(), "finish": rollouts.finish_reasons[j],
+                                              "response": rollouts.texts[j]}) + "\n")
+                samples.flush()
+            history.append(row)
+            bar.set_postfix(reward=f"{row['reward/mean']:.3f}", kl=f"{kl:.3f}")
+            log.info("iter %d: reward %.4f, kl %.4f, len %.1f, %s", it, row["reward/mean"], kl, row["response/length"],
+                     ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
+            hang_for_tests(it)
+            # 8. checkpoint after the iteration's rows are written: a resume drops rows newer than its checkpoint.
+            if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == cfg.ppo.iterations:
+                t0 = time.perf_counter()
+                save_ppo_checkpoint(run_dir, cfg, state, learner, tokenizer)
+                log.info("checkpoint of iteration %d written in %.1f s", it, time.perf_counter() - t0)
+    finally:
+        metrics.close()
         if samples:
-            for j in range(len(rollouts)):
-                samples.write(json.dumps({"step": it, "prompt_index": batch_index[rollouts.prompt_index[j]],
-                                          "score": scores[j].item(), "finish": rollouts.finish_reasons[j],
-                                          "response": rollouts.texts[j]}) + "\n")
-            samples.flush()
-        history.append(row)
-        bar.set_postfix(reward=f"{row['reward/mean']:.3f}", kl=f"{kl:.3f}")
-        log.info("iter %d: reward %.4f, kl %.4f, len %.1f, %s", it, row["reward/mean"], kl, row["response/length"],
-                 ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
-        hang_for_tests(it)
-        # 8. checkpoint after the iteration's rows are written: a resume drops rows newer than its checkpoint.
-        if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == cfg.ppo.iterations:
-            t0 = time.perf_counter()
-            save_ppo_checkpoint(run_dir, cfg, state, learner, tokenizer)
-            log.info("checkpoint of iteration %d written in %.1f s", it, time.perf_counter() - t0)
-    metrics.close()
-    if samples:
-        samples.close()
-    for group in (rollout, reward, learner):
-        group.kill()
-    if shared:
-        remove_placement_group(shared)
+            samples.close()
+        for group in (rollout, reward, learner):
+            group.kill()
+        if shared:
+            remove_placement_group(shared)
     return history
