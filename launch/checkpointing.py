@@ -66,7 +66,7 @@ def restore_ppo_checkpoint(ckpt: Path, cfg: Config, state: DriverState, learner:
 
 def warn_config_changes(ckpt: Path, cfg: Config) -> None:
     old = _flatten(yaml.safe_load((ckpt / "config.yaml").read_text()))
-    new = _flatten(yaml.safe_load(dump_config(cfg)))
+    new = _flatten(cfg.model_dump(mode="json"))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     for key in changed:
         log.warning("resuming with %s = %r, but the checkpoint was written with %r", key, new.get(key), old.get(key))

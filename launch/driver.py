@@ -35,7 +35,7 @@ from rlhf_ray.ppo.batch import make_sequences
 from rlhf_ray.rollout.types import SamplingParams, concat
 from rlhf_ray.run_dir import attach_log_file, seed_everything, truncate_jsonl
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint, save_hf_atomic
-from rlhf_ray.training.rm_trainer import train_reward_model
+from rlhf_ray.training.rm_trainer import reward_model_save_dir, train_reward_model
 
 from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
 from .cluster import init_ray
@@ -95,7 +95,7 @@ def reward_model_dir(cfg: Config, run_dir: Path) -> str | None:
     if cfg.model.reward or cfg.reward.function:
         return cfg.model.reward
     rm_run = run_dir / "rm"
-    dest = Path(cfg.rm.save_dir) if cfg.rm.save_dir else rm_run / "reward_model"
+    dest = reward_model_save_dir(cfg, rm_run)
     if (dest / "config.json").exists():  # save_hf_atomic: a config.json means a complete save
         log.info("reusing the reward model in %s", dest)
         return str(dest)

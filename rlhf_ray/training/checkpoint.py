@@ -16,12 +16,8 @@ _NAME = re.compile(r"^iter_(\d{6})$")
 DRIVER_STATE = "driver_state.pt"
 
 
-def save_hf_atomic(model, tokenizer, dest: str | Path) -> Path:
-    dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+def replace_dir(tmp: Path, dest: Path) -> Path:
+    """Move the finished folder `tmp` to `dest`, setting an existing `dest` aside first (rename cannot replace it)."""
     old = dest.with_name(dest.name + ".old")
     if dest.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -29,6 +25,15 @@ def save_hf_atomic(model, tokenizer, dest: str | Path) -> Path:
     tmp.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def save_hf_atomic(model, tokenizer, dest: str | Path) -> Path:
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    return replace_dir(tmp, dest)
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -47,9 +52,7 @@ def commit_checkpoint(staging: Path, keep: int) -> Path:
     """Rename the finished staging folder into place (the atomic step), then keep only the newest `keep`."""
     if not (staging / DRIVER_STATE).exists():
         raise RuntimeError(f"{staging} has no {DRIVER_STATE}: refusing to commit an incomplete checkpoint")
-    final = staging.with_name(staging.name.removesuffix(".tmp"))
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    final = replace_dir(staging, staging.with_name(staging.name.removesuffix(".tmp")))
     for old in complete_checkpoints(staging.parent)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -64,9 +67,10 @@ def complete_checkpoints(folder: Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    done = complete_checkpoints(checkpoints_dir(run_dir))
-    for tmp in checkpoints_dir(run_dir).glob("iter_*.tmp") if checkpoints_dir(run_dir).is_dir() else []:
+    folder = checkpoints_dir(run_dir)
+    for tmp in folder.glob("iter_*.tmp"):  # glob of a missing folder yields nothing
         log.warning("ignoring incomplete checkpoint %s (a run stopped while writing it)", tmp)
+    done = complete_checkpoints(folder)
     return done[-1] if done else None
 
 

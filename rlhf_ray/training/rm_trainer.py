@@ -136,13 +136,18 @@ def train_reward_model(cfg: Config, run_dir: Path, show_progress: bool = True) -
             bar.set_postfix(loss=f"{row['train/loss']:.3f}", acc=f"{row['train/accuracy']:.2f}")
     bar.close()
     metrics.close()
-    save_dir = Path(rm.save_dir) if rm.save_dir else run_dir / "reward_model"
+    save_dir = reward_model_save_dir(cfg, run_dir)
     save_hf_atomic(model, tokenizer, save_dir)
     log.info("reward model saved to %s", save_dir)
     summary = {"steps": step, "train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), **results,
                "reward_model": str(save_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def reward_model_save_dir(cfg: Config, run_dir: Path) -> Path:
+    """Where train_reward_model writes the RM: rm.save_dir, else <run_dir>/reward_model."""
+    return Path(cfg.rm.save_dir) if cfg.rm.save_dir else Path(run_dir) / "reward_model"
 
 
 def _fmt(metrics: dict) -> str:
