@@ -4,6 +4,7 @@ After OpenRLHF's RayActorGroup (openrlhf/trainer/ray/launcher.py).
 """
 
 import logging
+import time
 import uuid
 
 import ray
@@ -92,14 +93,24 @@ class ActorGroup:
         return [getattr(actor, method).remote(*args, **kwargs) for actor in self.actors]
 
     def gather(self, refs: list, timeout_s: float | None = None) -> list:
-        """Results in rank order; a dead actor raises ActorDiedError naming it."""
-        results = []
-        for rank, ref in enumerate(refs):
-            try:
-                results.append(ray.get(ref, timeout=timeout_s))
-            except ray.exceptions.RayActorError as e:
-                raise ActorDiedError(f"{self.name} rank {rank} died: {e}") from e
-        return results
+        """Results in rank order; the first failure raises at once (ranks still waiting in a collective with the
+        failed one would otherwise block rank-order gets forever); a dead actor raises ActorDiedError naming it."""
+        rank_of = {ref: rank for rank, ref in enumerate(refs)}
+        pending = list(refs)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, pending = ray.wait(pending, num_returns=1, timeout=left)
+            if not done:
+                raise ray.exceptions.GetTimeoutError(f"{self.name}: no result within {timeout_s} s")
+            self._get(done[0], rank_of[done[0]])
+        return [self._get(ref, rank) for rank, ref in enumerate(refs)]
+
+    def _get(self, ref, rank: int):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            raise ActorDiedError(f"{self.name} rank {rank} died: {e}") from e
 
     def run(self, method: str, *args, timeout_s: float | None = None, **kwargs) -> list:
         """Call `method` on every actor with the same arguments and gather the results."""

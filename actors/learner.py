@@ -4,21 +4,20 @@ gloo on CPU, NCCL on GPU (rlhf_ray.device); a client torch AdamW so nothing JIT-
 """
 
 import math
-import os
-import socket
 from contextlib import contextmanager
 
 import ray
 import torch
 
 from rlhf_ray.config import LearnerConfig, PPOConfig
-from rlhf_ray.device import autocast, dist_backend, torch_device
+from rlhf_ray.device import autocast, torch_device
 from rlhf_ray.models import load_critic, load_policy, load_reference, token_values
 from rlhf_ray.ppo.batch import sequence_logprobs, trim_padding
 from rlhf_ray.ppo.update import actor_loss, critic_loss
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.weight_sync import broadcast_state_dict, make_weight_group, pack_state_dict, weight_metadata
 
+from .dist import init_process_group, node_address
 from .group import ActorGroup
 
 
@@ -27,19 +26,11 @@ class LearnerActor:
         self.rank = rank
 
     def master_address(self) -> tuple[str, int]:
-        """This node's IP and a free port, for rank 0 to host the process group."""
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        return node_address()
 
     def setup(self, addr: str, port: int, world_size: int, policy_dir: str, critic_dir: str,
               learner: LearnerConfig, ppo: PPOConfig, seed: int = 0, mixed_precision: str = "none") -> None:
-        import deepspeed
-
-        os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(self.rank), WORLD_SIZE=str(world_size),
-                          LOCAL_RANK="0")
-        deepspeed.init_distributed(dist_backend=dist_backend(), auto_mpi_discovery=False)
+        init_process_group(addr, port, self.rank, world_size)
         torch.manual_seed(seed)  # the same seed on every rank: replicated init, then ZeRO shards
         self.learner, self.ppo, self.world_size, self.seed = learner, ppo, world_size, seed
         self.mixed_precision = mixed_precision  # bf16: forwards under autocast, fp32 weights and AdamW states

@@ -19,26 +19,43 @@ def _config(args):
     return load_config(args.config, args.overrides)
 
 
-def cmd_rm_train(args) -> None:
+def _config_and_run_dir(args):
+    """The resolved config and its prepared run folder (config.yaml, log.txt)."""
     from rlhf_ray.run_dir import prepare_run_dir
-    from rlhf_ray.training.rm_trainer import train_reward_model
 
     cfg = _config(args)
     run_dir = prepare_run_dir(cfg)
     log.info("run folder: %s", run_dir)
-    summary = train_reward_model(cfg, run_dir, show_progress=not args.no_progress)
+    return cfg, run_dir
+
+
+def cmd_rm_train(args) -> None:
+    from launch.rm_train import run_rm_train
+
+    cfg, run_dir = _config_and_run_dir(args)
+    summary = run_rm_train(cfg, run_dir, show_progress=not args.no_progress)
     print(f"reward model: {summary['reward_model']}")
     print(f"eval accuracy {summary.get('eval/accuracy', float('nan')):.4f} on {summary['eval_pairs']} held-out pairs "
-          f"after {summary['steps']} steps; metrics in {run_dir / 'metrics.jsonl'}")
+          f"after {summary['steps']} steps ({summary['train_seconds']:.0f} s); metrics in {run_dir / 'metrics.jsonl'}")
+    if "eval/confident/accuracy" in summary:
+        print(f"confident subset (ensemble strength agrees with the label): accuracy "
+              f"{summary['eval/confident/accuracy']:.4f} on {summary['eval/confident/pairs']:.0f} pairs")
+
+
+def cmd_rm_strength(args) -> None:
+    from launch.rm_strength import run_strength
+
+    cfg, run_dir = _config_and_run_dir(args)
+    summary = run_strength(cfg, run_dir, show_progress=not args.no_progress)
+    print(f"annotated pairs: {summary['annotated']} (use it as rm.strength_file); plot: {summary['plot']}")
+    print(f"{summary['share_negative_train']:.1%} of train pairs have strength mean < 0; "
+          f"ensemble held-out accuracy {summary['ensemble_eval_accuracy'] or float('nan'):.4f}")
 
 
 def cmd_train(args) -> None:
     from launch.driver import run_ppo
-    from rlhf_ray.run_dir import prepare_run_dir
 
-    cfg = _config(args)
-    run_dir = prepare_run_dir(cfg)
-    log.info("run folder: %s", run_dir)
+    cfg, run_dir = _config_and_run_dir(args)
     history = run_ppo(cfg, run_dir, show_progress=not args.no_progress, resume=args.resume)
     if not history:
         print(f"nothing to do: {run_dir} already holds all {cfg.ppo.iterations} iterations (raise ppo.iterations to go on)")
@@ -92,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(rm.add_parser("train", help="train a Bradley-Terry reward model on a preference set"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_rm_train)
+    p = with_config(rm.add_parser("strength", help="preference strength from an RM ensemble: annotated JSONL, group analysis, plot"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_rm_strength)
 
     data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
                                                                             metavar="DATA_COMMAND")

@@ -13,12 +13,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import ray
 import torch
 from ray.util.placement_group import remove_placement_group
 from tqdm.auto import tqdm
 
-from actors.group import ActorGroup, shared_placement_group, split_evenly, with_threads
+from actors.group import ActorGroup, shared_placement_group, split_evenly
 from actors.learner import make_learner_group
 from actors.reward import RewardActor
 from actors.rollout import RolloutActor
@@ -33,12 +32,12 @@ from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
 from rlhf_ray.ppo.batch import make_sequences
 from rlhf_ray.rollout.types import SamplingParams, concat
-from rlhf_ray.run_dir import attach_log_file, seed_everything, truncate_jsonl
+from rlhf_ray.run_dir import seed_everything, truncate_jsonl
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint, save_hf_atomic
-from rlhf_ray.training.rm_trainer import reward_model_save_dir, train_reward_model
 
 from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
 from .cluster import init_ray
+from .rm_train import reward_model_save_dir, run_rm_train
 
 log = logging.getLogger("rlhf_ray.ppo")
 
@@ -101,21 +100,11 @@ def reward_model_dir(cfg: Config, run_dir: Path) -> str | None:
         return str(dest)
     log.info("no model.reward or reward.function: training a reward model first (rm section) into %s", dest)
     rm_run.mkdir(parents=True, exist_ok=True)
-    res = cfg.learner.resources
-    # A one-shot worker process (max_calls=1): its memory goes back to the OS before the PPO actors start.
-    task = ray.remote(max_calls=1)(train_reward_model_task).options(
-        num_cpus=res.num_cpus, num_gpus=res.num_gpus, runtime_env=with_threads(res))
-    summary = ray.get(task.remote(cfg, str(rm_run)))
+    # An RM learner group of its own, killed when done: its memory is free before the PPO actors start.
+    summary = run_rm_train(cfg, rm_run, show_progress=False)
     log.info("reward model: eval accuracy %.4f on %d held-out pairs after %d steps", summary.get("eval/accuracy", math.nan),
              summary["eval_pairs"], summary["steps"])
     return summary["reward_model"]
-
-
-def train_reward_model_task(cfg: Config, rm_run: str) -> dict:
-    """train_reward_model inside a Ray worker: log lines instead of a progress bar, and a log file of its own."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    attach_log_file(Path(rm_run))
-    return train_reward_model(cfg, Path(rm_run), show_progress=False)
 
 
 def hang_for_tests(iteration: int) -> None:

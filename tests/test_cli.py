@@ -38,3 +38,14 @@ def test_data_inspect_reports_counts(capsys):
     assert main(["data", "inspect", "configs/quickstart.yaml", "--show", "1"]) == 0
     out = capsys.readouterr().out
     assert "2312 rows, 2312 kept, 0 skipped" in out and "further turns: 5" in out
+
+
+def test_rm_commands_are_registered_and_check_the_batch_split(tmp_path, capsys):
+    rm = build_parser()._subparsers._group_actions[0].choices["rm"]
+    assert set(rm._subparsers._group_actions[0].choices) == {"train", "strength"}
+    # Every rank must run the same micro-batches: 8 pairs cannot split into 3 ranks x 2.
+    assert main(["rm", "train", "configs/quickstart.yaml", f"run.output_dir={tmp_path}", "rm.batch_size=8",
+                 "rm.micro_batch_size=2", "learner.world_size=3"]) == 2
+    assert "rm.batch_size (8) must be a multiple of rm.micro_batch_size x learner.world_size" in capsys.readouterr().err
+    assert main(["config", "show", "configs/quickstart.yaml", "rm.flip=true"]) == 2
+    assert "need rm.strength_file" in capsys.readouterr().err

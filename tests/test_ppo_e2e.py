@@ -50,7 +50,7 @@ def test_ppo_raises_a_programmatic_reward(ray_local, tiny_model_dir, tmp_path):
 
 def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, tiny_model_dir, tmp_path, caplog):
     caplog.set_level("INFO", logger="rlhf_ray")
-    rm = ["rm.max_steps=2", "rm.batch_size=4", "rm.micro_batch_size=4", "rm.warmup_steps=0", "data.max_eval_pairs=8",
+    rm = ["rm.max_steps=2", "rm.batch_size=4", "rm.micro_batch_size=2", "rm.warmup_steps=0", "data.max_eval_pairs=8",
           "run.checkpoint_every=1"]
     cfg = config(tiny_model_dir, tmp_path, "auto_rm", "ppo.iterations=1", *rm)
     run_dir = prepare_run_dir(cfg)

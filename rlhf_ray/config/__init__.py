@@ -2,6 +2,7 @@ from .load import ConfigError, dump_config, load_config
 from .schema import (
     ClusterConfig,
     Config,
+    ContrastiveSection,
     DataConfig,
     FieldMap,
     LearnerConfig,
@@ -12,9 +13,10 @@ from .schema import (
     RMConfig,
     RolloutConfig,
     RunConfig,
+    StrengthConfig,
 )
 
 __all__ = [
-    "ClusterConfig", "Config", "ConfigError", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "FieldMap", "LearnerConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
+    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "FieldMap", "LearnerConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
     "dump_config", "load_config",
 ]

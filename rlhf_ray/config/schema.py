@@ -71,6 +71,23 @@ class ModelConfig(Section):
     )
 
 
+class ContrastiveSection(Section):
+    """L_total = L_rm + beta * L_cl over two dropout views (P2 §3.1). Unset fields take the preset's value (ALGORITHMS.md §1.3)."""
+
+    method: Literal["none", "simcse", "swav", "swav_diff"] = Field(
+        "none", description="none | simcse (beta 1) | swav (50 prototypes, beta 0.1) | swav_diff (on differences, 20 prototypes, beta 0.5)."
+    )
+    mode: Literal["response", "difference"] | None = Field(
+        None, description="Contrast single responses or chosen-minus-rejected differences (None: the preset's; simcse: response)."
+    )
+    beta: float | None = Field(None, ge=0, description="Weight of L_cl (None: the preset's).")
+    temperature: float | None = Field(None, gt=0, description="tau (None: SimCSE 0.05, SwAV 0.1; CHOICE).")
+    n_prototypes: int | None = Field(None, ge=2, description="SwAV prototypes K (None: the preset's).")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Dropout of the two views on every decoder layer's output (None: 0.05).")
+    sinkhorn_epsilon: float | None = Field(None, gt=0, description="SwAV Sinkhorn epsilon (None: 0.05).")
+    sinkhorn_iters: int | None = Field(None, ge=1, description="SwAV Sinkhorn iterations (None: 3).")
+
+
 class RMConfig(Section):
     """Bradley-Terry reward-model training; defaults from MOSS config_rm.py / Secrets of RLHF II App. B.2."""
 
@@ -90,6 +107,33 @@ class RMConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Uniform BT label smoothing alpha (0: vanilla loss).")
     eval_every: int = Field(50, ge=1, description="Evaluate on the held-out split every N optimizer steps (and at the end).")
     save_dir: str | None = Field(None, description="Where the trained RM is saved (None: <run folder>/reward_model).")
+    save_every: int | None = Field(
+        None, ge=1, description="Also save an HF checkpoint to <run>/checkpoints/step-N every N steps (None: only the final model)."
+    )
+    # Denoising by ensemble preference strength (P2 §2.4-2.5; ALGORITHMS.md §1.2). Each switch is independent.
+    strength_file: str | None = Field(
+        None, description="Annotated JSONL written by `rlhf-ray rm strength` (pairs matched by prompt+chosen+rejected); "
+        "needed by flip, soft_label and adaptive_margin, and enables the confident-subset eval."
+    )
+    flip: bool = Field(False, description="Swap chosen and rejected for the flip_fraction train pairs of lowest strength mean.")
+    flip_fraction: float = Field(0.2, ge=0, le=1, description="Share of train pairs flipped (CHOICE: P2 main text 0.2; 0.1 is its ablation).")
+    soft_label: bool = Field(False, description="Label smoothing soft_label_alpha on pairs whose strength mean is < 0 (after a flip).")
+    soft_label_alpha: float = Field(0.1, ge=0, lt=0.5, description="Smoothing of soft_label (CHOICE: no value in P2; sweep 0.1-0.3).")
+    adaptive_margin: bool = Field(False, description="Margin m_i = margin_scale * strength mean inside the log-sigmoid (P2 Eq. 6, parenthesis fixed).")
+    margin_scale: float = Field(1.0, description="lambda_m of the adaptive margin (CHOICE: 1).")
+    contrastive: ContrastiveSection = Field(default_factory=ContrastiveSection, description="Contrastive RM term (P2 §3.1).")
+
+
+class StrengthConfig(Section):
+    """`rlhf-ray rm strength`: an RM ensemble's preference strength and the P2 §2.2-2.3 analysis."""
+
+    members: int = Field(10, ge=2, description="Ensemble size M (P2: 10); member m shuffles the data with seed run.seed + m.")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Train at most this many RMs at once, each on learner.resources (None: all members at once)."
+    )
+    std_groups: int = Field(20, ge=1, description="Groups (sorted by strength mean) of the std analysis (P2 Fig. 2: 20).")
+    retrain_groups: int = Field(10, ge=0, description="Groups of the per-group retraining, one fresh RM per group (P2 Fig. 4: 10; 0: skip).")
+    output: str | None = Field(None, description="Annotated JSONL path (None: <run folder>/strength.jsonl).")
 
 
 class PPOConfig(Section):
@@ -188,6 +232,7 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rm: RMConfig = Field(default_factory=RMConfig)
+    strength: StrengthConfig = Field(default_factory=StrengthConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -201,6 +246,8 @@ class Config(Section):
             raise ValueError(
                 f"rm.batch_size ({self.rm.batch_size}) must be a multiple of rm.micro_batch_size ({self.rm.micro_batch_size})"
             )
+        if (self.rm.flip or self.rm.soft_label or self.rm.adaptive_margin) and not self.rm.strength_file:
+            raise ValueError("rm.flip, rm.soft_label and rm.adaptive_margin need rm.strength_file (run `rlhf-ray rm strength` first)")
         if self.model.max_response_len >= self.model.max_len:
             raise ValueError(f"model.max_response_len ({self.model.max_response_len}) must be < model.max_len ({self.model.max_len})")
         return self

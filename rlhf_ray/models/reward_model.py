@@ -74,3 +74,20 @@ def score_sequences(
     if torch.isnan(rewards).any():
         raise FloatingPointError(f"reward model gave NaN for sequences {torch.nonzero(rewards.isnan()).flatten().tolist()}")
     return rewards
+
+
+def add_layer_dropout(model: PreTrainedModel, p: float) -> list:
+    """Dropout p on every decoder layer's output while training: the two stochastic "views" of contrastive RM
+    training (P2 §3.1: dropout 0.05). Llama-family models carry no hidden dropout of their own. Returns the hooks."""
+    layers = getattr(model.base_model, "layers", None) or getattr(model.base_model, "h", None)
+    if layers is None:
+        raise TypeError(f"{type(model).__name__}: no decoder layers found (base_model.layers or .h) to add dropout to")
+
+    def hook(module, args, output):
+        if not module.training or p == 0:
+            return output
+        if isinstance(output, tuple):
+            return (torch.nn.functional.dropout(output[0], p, True), *output[1:])
+        return torch.nn.functional.dropout(output, p, True)
+
+    return [layer.register_forward_hook(hook) for layer in layers]

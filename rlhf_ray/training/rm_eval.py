@@ -1,0 +1,33 @@
+"""The numbers a researcher reads about an RM: held-out accuracy, loss and reward gap; on the confident subset;
+per data source."""
+
+import torch
+
+from ..algorithms import bradley_terry_loss, preference_accuracy
+
+
+def _block(prefix: str, chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+    return {f"{prefix}/accuracy": preference_accuracy(chosen, rejected).item(),
+            f"{prefix}/loss": bradley_terry_loss(chosen, rejected).item(),
+            f"{prefix}/reward_gap": (chosen - rejected).mean().item(),
+            f"{prefix}/pairs": float(len(chosen))}
+
+
+def rm_eval_metrics(chosen: torch.Tensor, rejected: torch.Tensor, sources: list[str] | None = None,
+                    strength_mean: list[float | None] | None = None) -> dict[str, float]:
+    """eval/* over all pairs; eval/confident/* over pairs whose ensemble strength agrees with the label
+    (strength mean > 0; pairs without strength are left out and counted); eval/<source>/* per source when
+    there are several."""
+    if len(chosen) == 0:
+        return {}
+    out = _block("eval", chosen, rejected) | {"eval/reward_mean": torch.cat([chosen, rejected]).mean().item()}
+    if strength_mean is not None:
+        keep = torch.tensor([m is not None and m > 0 for m in strength_mean])
+        out["eval/confident/unannotated"] = float(sum(m is None for m in strength_mean))
+        if keep.any():
+            out |= _block("eval/confident", chosen[keep], rejected[keep])
+    if sources is not None and len(set(sources)) > 1:
+        for source in sorted(set(sources)):
+            keep = torch.tensor([s == source for s in sources])
+            out |= _block(f"eval/{source}", chosen[keep], rejected[keep])
+    return out
