@@ -49,10 +49,12 @@ class LearnerActor:
         return engine
 
     @torch.no_grad()
-    def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def experience(self, batch: dict[str, torch.Tensor], n_micro: int | None = None) -> dict[str, torch.Tensor]:
         """Log-probs of the current policy and the reference, and critic values, for this rank's rows.
 
         In micro-batches, each cut to its longest row; results are padded back to the batch's width.
+        Under ZeRO-3 every forward is a collective: the driver passes n_micro = ceil(largest shard / micro_batch_size)
+        and a rank with fewer micro-batches runs discarded one-token forwards to match.
         """
         self.policy.eval()
         self.critic.eval()
@@ -70,6 +72,14 @@ class LearnerActor:
                 }
             for key, value in out.items():
                 parts[key].append(torch.nn.functional.pad(value.float().cpu(), (0, width - value.shape[1])))
+        if self.learner.zero_stage == 3:
+            done = math.ceil(batch["input_ids"].shape[0] / size)
+            dummy = torch.ones(1, 2, dtype=torch.long, device=self.device)
+            for _ in range(max(0, (n_micro or done) - done)):
+                with autocast(self.mixed_precision):
+                    sequence_logprobs(self.policy, dummy, dummy)
+                    sequence_logprobs(self.reference, dummy, dummy)
+                    token_values(self.critic, dummy, dummy)
         self.policy.train()
         self.critic.train()
         return {key: torch.cat(values) for key, values in parts.items()}

@@ -183,7 +183,8 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
             batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
             rank_rows = split_evenly(list(range(len(ids))), len(learner))
             with timer("experience"):
-                exps = on_row_shards(learner, "experience", batch, rank_rows)
+                n_micro = math.ceil(max(len(r) for r in rank_rows) / cfg.learner.micro_batch_size)  # ZeRO-3: equal forwards
+                exps = on_row_shards(learner, "experience", batch, rank_rows, n_micro)
                 exp = {k: torch.cat([e[k] for e in exps]) for k in exps[0]}
             # 4. rewards: RM score at the last token, -beta*KL on every token; GAE advantages and returns.
             t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, cfg.ppo,

@@ -36,6 +36,10 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
     ids, attn, act = make_sequences([prompt] * 16, responses, pad_id=0)
     batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
     exp = gather(group.gather([a.experience.remote(s) for a, s in zip(group.actors, shard(batch, 2))]))
+    # Uneven shards (5 and 11 rows: 2 and 3 micro-batches): under ZeRO-3 the short rank pads its forwards, no hang.
+    uneven = [{k: v[:5] for k, v in batch.items()}, {k: v[5:] for k, v in batch.items()}]
+    exp_uneven = gather(group.gather([a.experience.remote(s, 3) for a, s in zip(group.actors, uneven)], timeout_s=120))
+    assert torch.allclose(exp_uneven["old_logprobs"], exp["old_logprobs"], atol=1e-5)
     scores = torch.tensor([1.0 if r == [GOOD] else -1.0 for r in responses])
     t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, ppo, 0.0, None)
     full = batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"], "advantages": t.advantages,
