@@ -1,11 +1,15 @@
-"""What every DeepSpeed actor group needs: a rendezvous address on rank 0 and the process-group init."""
+"""What every DeepSpeed actor group needs: start-up around a rendezvous on rank 0, and ZeRO-3 gathers."""
 
 import os
 import socket
+from contextlib import contextmanager
 
 import ray
 
+from rlhf_ray.config import ResourceSpec
 from rlhf_ray.device import dist_backend
+
+from .group import ActorGroup
 
 
 def node_address() -> tuple[str, int]:
@@ -22,3 +26,25 @@ def init_process_group(addr: str, port: int, rank: int, world_size: int) -> None
 
     os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0")
     deepspeed.init_distributed(dist_backend=dist_backend(), auto_mpi_discovery=False)
+
+
+def start_deepspeed_group(actor_cls, n: int, resources: ResourceSpec, *setup_args, name: str, **group_kwargs) -> ActorGroup:
+    """n actors calling setup(addr, port, n, *setup_args) around rank 0's address; a failed setup frees the group
+    (its placement group would otherwise keep the GPUs reserved)."""
+    group = ActorGroup(actor_cls, n, resources, name=name, **group_kwargs)
+    try:
+        addr, port = ray.get(group.actors[0].master_address.remote())
+        group.run("setup", addr, port, n, *setup_args)
+    except BaseException:
+        group.kill()
+        raise
+    return group
+
+
+@contextmanager
+def gathered(module, zero_stage: int):
+    """The module's full parameters on every rank for the duration (a collective under ZeRO-3; else a no-op)."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(module.parameters()), enabled=zero_stage == 3):
+        yield

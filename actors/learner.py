@@ -6,7 +6,6 @@ gloo on CPU, NCCL on GPU (rlhf_ray.device); a client torch AdamW so nothing JIT-
 import math
 from contextlib import contextmanager
 
-import ray
 import torch
 
 from rlhf_ray.config import LearnerConfig, PPOConfig
@@ -17,7 +16,7 @@ from rlhf_ray.ppo.update import actor_loss, critic_loss
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.weight_sync import broadcast_state_dict, make_weight_group, pack_state_dict, weight_metadata
 
-from .dist import init_process_group, node_address
+from .dist import gathered, init_process_group, node_address, start_deepspeed_group
 from .group import ActorGroup
 
 
@@ -141,10 +140,8 @@ class LearnerActor:
     @contextmanager
     def _full_state_dict(self, engine=None):
         """A model's full state dict (ZeRO-3 shards gathered on every rank, a collective); the policy by default."""
-        import deepspeed
-
         module = (engine or self.policy).module
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), enabled=self.learner.zero_stage == 3):
+        with gathered(module, self.learner.zero_stage):
             yield module.state_dict()
 
     def weight_metadata(self) -> list:
@@ -170,8 +167,5 @@ class LearnerActor:
 
 def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str, seed: int = 0,
                        mixed_precision: str = "none", **group_kwargs) -> ActorGroup:
-    group = ActorGroup(LearnerActor, learner.world_size, learner.resources, name="learner", **group_kwargs)
-    addr, port = ray.get(group.actors[0].master_address.remote())
-    group.run("setup", addr, port, learner.world_size, str(policy_dir), str(critic_dir), learner, ppo, seed,
-              mixed_precision)
-    return group
+    return start_deepspeed_group(LearnerActor, learner.world_size, learner.resources, str(policy_dir), str(critic_dir),
+                                 learner, ppo, seed, mixed_precision, name="learner", **group_kwargs)

@@ -5,9 +5,7 @@ split so that every rank runs the same number of micro-batches (ZeRO collectives
 """
 
 import math
-from contextlib import contextmanager
 
-import ray
 import torch
 from transformers import get_scheduler
 
@@ -24,7 +22,7 @@ from rlhf_ray.training.checkpoint import save_hf_atomic
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.training.rm_loss import RMTrainModule, contrastive_settings, rm_micro_batch_loss
 
-from .dist import init_process_group, node_address
+from .dist import gathered, init_process_group, node_address, start_deepspeed_group
 from .group import ActorGroup
 
 
@@ -36,13 +34,15 @@ class RMLearnerActor:
         return node_address()
 
     def setup(self, addr: str, port: int, world_size: int, init_dir: str, from_lm: bool, rm: RMConfig,
-              total_steps: int, zero_stage: int = 2, seed: int = 0, mixed_precision: str = "none") -> None:
-        """The RM (a fresh head on an LM when from_lm, else an existing RM), AdamW + schedule, one DeepSpeed engine."""
+              total_steps: int, pairs: list[dict], zero_stage: int = 2, seed: int = 0, mixed_precision: str = "none") -> None:
+        """The RM (a fresh head on an LM when from_lm, else an existing RM), AdamW + schedule, one DeepSpeed engine.
+
+        pairs: all prepared pairs (chosen_ids, rejected_ids, margin, alpha); steps address them by index."""
         import deepspeed
 
         init_process_group(addr, port, self.rank, world_size)
         torch.manual_seed(seed)  # the same seed on every rank (and member): identical head init
-        self.rm, self.zero_stage, self.mixed_precision = rm, zero_stage, mixed_precision
+        self.rm, self.pairs, self.zero_stage, self.mixed_precision = rm, pairs, zero_stage, mixed_precision
         self.device = torch_device()
         self.tokenizer = load_tokenizer(init_dir)
         self.pad_id = self.tokenizer.pad_token_id
@@ -63,11 +63,6 @@ class RMLearnerActor:
         self.engine, _, _, self.scheduler = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler,
                                                                  config=ds)
         self.engine.train()
-
-    def set_pairs(self, pairs: list[dict]) -> int:
-        """All prepared pairs (chosen_ids, rejected_ids, margin, alpha); steps address them by index."""
-        self.pairs = pairs
-        return len(pairs)
 
     def train_step(self, indices: list[int]) -> dict[str, float]:
         """One optimizer step over this rank's share of the global batch, in accum micro-batches."""
@@ -103,29 +98,13 @@ class RMLearnerActor:
 
     def save(self, dest: str) -> None:
         """The RM in HF format on rank 0 (a collective under ZeRO-3: every rank must call it)."""
-        with self._gathered():
+        with gathered(self.model, self.zero_stage):
             if self.rank == 0:
                 save_hf_atomic(self.model, self.tokenizer, dest)
-
-    @contextmanager
-    def _gathered(self):
-        """Full RM weights on every rank for the duration (ZeRO-3 shards gathered); a no-op below stage 3."""
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), enabled=self.zero_stage == 3):
-            yield
 
 
 def make_rm_learner_group(rm: RMConfig, world_size: int, resources, init_dir: str, from_lm: bool, total_steps: int,
                           pairs_ref, zero_stage: int = 2, seed: int = 0, mixed_precision: str = "none",
                           name: str = "rm-learner", **group_kwargs) -> ActorGroup:
-    group = ActorGroup(RMLearnerActor, world_size, resources, name=name, **group_kwargs)
-    try:
-        addr, port = ray.get(group.actors[0].master_address.remote())
-        group.run("setup", addr, port, world_size, str(init_dir), from_lm, rm, total_steps, zero_stage, seed,
-                  mixed_precision)
-        group.run("set_pairs", pairs_ref)
-    except BaseException:
-        group.kill()  # a failed setup must not keep its placement group (GPUs) reserved
-        raise
-    return group
+    return start_deepspeed_group(RMLearnerActor, world_size, resources, str(init_dir), from_lm, rm, total_steps, pairs_ref,
+                                 zero_stage, seed, mixed_precision, name=name, **group_kwargs)
