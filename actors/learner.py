@@ -18,9 +18,10 @@ from rlhf_ray.weight_sync import broadcast_state_dict, make_weight_group, pack_s
 
 from .dist import gathered, init_process_group, node_address, start_deepspeed_group
 from .group import ActorGroup
+from .precision import NodePrecision
 
 
-class LearnerActor:
+class LearnerActor(NodePrecision):
     def __init__(self, rank: int = 0):
         self.rank = rank
 
@@ -28,11 +29,12 @@ class LearnerActor:
         return node_address()
 
     def setup(self, addr: str, port: int, world_size: int, policy_dir: str, critic_dir: str,
-              learner: LearnerConfig, ppo: PPOConfig, seed: int = 0, mixed_precision: str = "none") -> None:
+              learner: LearnerConfig, ppo: PPOConfig, seed: int = 0, mixed_precision: str = "auto") -> None:
         init_process_group(addr, port, self.rank, world_size)
         torch.manual_seed(seed)  # the same seed on every rank: replicated init, then ZeRO shards
         self.learner, self.ppo, self.world_size, self.seed = learner, ppo, world_size, seed
-        self.mixed_precision = mixed_precision  # bf16: forwards under autocast, fp32 weights and AdamW states
+        # bf16: forwards under autocast, fp32 weights and AdamW states; auto decides for this node.
+        self.mixed_precision = self._resolve_precision(mixed_precision).mode
         self.device = torch_device()
         self.reference = load_reference(policy_dir).to(self.device)
         ds = deepspeed_config(learner.zero_stage, learner.micro_batch_size, world_size, learner.grad_clip)
@@ -62,11 +64,11 @@ class LearnerActor:
         size = self.learner.micro_batch_size
         for start in range(0, batch["input_ids"].shape[0], size):
             mb = trim_padding({k: v[start : start + size] for k, v in batch.items()})
-            ids, attn = mb["input_ids"].to(self.device), mb["attention_mask"].to(self.device)
+            ids, attn, act = (mb[k].to(self.device) for k in ("input_ids", "attention_mask", "action_mask"))
             with autocast(self.mixed_precision):
                 out = {
-                    "old_logprobs": sequence_logprobs(self.policy, ids, attn),
-                    "ref_logprobs": sequence_logprobs(self.reference, ids, attn),
+                    "old_logprobs": sequence_logprobs(self.policy, ids, attn, action_mask=act),
+                    "ref_logprobs": sequence_logprobs(self.reference, ids, attn, action_mask=act),
                     "old_values": token_values(self.critic, ids, attn)[:, :-1],
                 }
             for key, value in out.items():
@@ -166,6 +168,6 @@ class LearnerActor:
 
 
 def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str, seed: int = 0,
-                       mixed_precision: str = "none", **group_kwargs) -> ActorGroup:
+                       mixed_precision: str = "auto", **group_kwargs) -> ActorGroup:
     return start_deepspeed_group(LearnerActor, learner.world_size, learner.resources, str(policy_dir), str(critic_dir),
                                  learner, ppo, seed, mixed_precision, name="learner", **group_kwargs)

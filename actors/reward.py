@@ -4,17 +4,20 @@ from rlhf_ray.models import load_reward_model, load_tokenizer, score_sequences
 from rlhf_ray.rewards import load_reward_function
 from rlhf_ray.weight_sync import unpack_state_dict
 
+from .precision import NodePrecision
 
-class RewardActor:
+
+class RewardActor(NodePrecision):
     def __init__(self, model_dir: str | None = None, function: str | None = None, function_kwargs: dict | None = None,
-                 dtype: str = "float32", mixed_precision: str = "none", batch_size: int = 16, rank: int = 0):
+                 dtype: str = "float32", mixed_precision: str = "auto", batch_size: int = 16, rank: int = 0):
         if (model_dir is None) == (function is None):
             raise ValueError("a RewardActor needs exactly one of model_dir and function")
         self.function = load_reward_function(function, function_kwargs) if function else None
         if model_dir is not None:
             self.tokenizer = load_tokenizer(model_dir)
             self.model = load_reward_model(model_dir, dtype)
-        self.batch_size, self.mixed_precision = batch_size, mixed_precision
+        self.batch_size = batch_size
+        self.mixed_precision = self._resolve_precision(mixed_precision).mode  # auto: decided for this node
 
     def ready(self) -> bool:
         return True

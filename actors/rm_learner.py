@@ -24,9 +24,10 @@ from rlhf_ray.training.rm_loss import RMTrainModule, contrastive_settings, rm_mi
 
 from .dist import gathered, init_process_group, node_address, start_deepspeed_group
 from .group import ActorGroup
+from .precision import NodePrecision
 
 
-class RMLearnerActor:
+class RMLearnerActor(NodePrecision):
     def __init__(self, rank: int = 0):
         self.rank = rank
 
@@ -34,7 +35,7 @@ class RMLearnerActor:
         return node_address()
 
     def setup(self, addr: str, port: int, world_size: int, init_dir: str, from_lm: bool, rm: RMConfig,
-              total_steps: int, pairs: list[dict], zero_stage: int = 2, seed: int = 0, mixed_precision: str = "none") -> None:
+              total_steps: int, pairs: list[dict], zero_stage: int = 2, seed: int = 0, mixed_precision: str = "auto") -> None:
         """The RM (a fresh head on an LM when from_lm, else an existing RM), AdamW + schedule, one DeepSpeed engine.
 
         pairs: all prepared pairs (chosen_ids, rejected_ids, margin, alpha); steps address them by index."""
@@ -42,7 +43,8 @@ class RMLearnerActor:
 
         init_process_group(addr, port, self.rank, world_size)
         torch.manual_seed(seed)  # the same seed on every rank (and member): identical head init
-        self.rm, self.pairs, self.zero_stage, self.mixed_precision = rm, pairs, zero_stage, mixed_precision
+        self.rm, self.pairs, self.zero_stage = rm, pairs, zero_stage
+        self.mixed_precision = self._resolve_precision(mixed_precision).mode  # auto: decided for this node
         self.device = torch_device()
         self.tokenizer = load_tokenizer(init_dir)
         self.pad_id = self.tokenizer.pad_token_id
@@ -104,7 +106,7 @@ class RMLearnerActor:
 
 
 def make_rm_learner_group(rm: RMConfig, world_size: int, resources, init_dir: str, from_lm: bool, total_steps: int,
-                          pairs_ref, zero_stage: int = 2, seed: int = 0, mixed_precision: str = "none",
+                          pairs_ref, zero_stage: int = 2, seed: int = 0, mixed_precision: str = "auto",
                           name: str = "rm-learner", **group_kwargs) -> ActorGroup:
     return start_deepspeed_group(RMLearnerActor, world_size, resources, str(init_dir), from_lm, rm, total_steps, pairs_ref,
                                  zero_stage, seed, mixed_precision, name=name, **group_kwargs)

@@ -3,10 +3,14 @@
 from rlhf_ray.rollout import make_engine
 from rlhf_ray.rollout.types import Rollouts, SamplingParams
 
+from .precision import NodePrecision
 
-class RolloutActor:
+
+class RolloutActor(NodePrecision):
     def __init__(self, model_dir: str, engine: str = "vllm", dtype: str = "float32", max_model_len: int = 1024,
                  kv_cache_gib: float = 1.0, seed: int = 0, rank: int = 0):
+        # dtype auto: bfloat16 only where this node computes bf16 natively.
+        dtype = self._resolve_precision(dtype, knob="rollout.dtype").engine_dtype
         # Each actor samples its own stream: seed + rank.
         self.engine = make_engine(engine, model_dir, dtype=dtype, max_model_len=max_model_len, seed=seed + rank,
                                   kv_cache_gib=kv_cache_gib)

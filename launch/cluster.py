@@ -6,7 +6,9 @@ import socket
 
 import ray
 
+from actors.group import ActorGroup
 from rlhf_ray.config import ClusterConfig
+from rlhf_ray.device import Precision
 
 log = logging.getLogger("rlhf_ray.cluster")
 
@@ -45,3 +47,15 @@ def probe_address(address: str, timeout_s: float = 10.0) -> None:
             f"cannot reach the Ray cluster at cluster.address={address!r} ({e}); check the address "
             "(ray://HOST:10001 for a client, HOST:6379 on a cluster node, or 'auto') and that the head is up"
         ) from e
+
+
+def report_node_precision(here: Precision, *groups: ActorGroup) -> None:
+    """Log the actors whose node resolved the precision differently from this one (a cluster of mixed hardware)."""
+    seen = set()
+    for group in groups:
+        for rank, p in enumerate(group.run("node_precision")):
+            key = (group.name, p["node"], p["reason"])
+            if p["mode"] is None or (p["mode"], p["emulated"]) == (here.mode, here.emulated) or key in seen:
+                continue
+            seen.add(key)
+            (log.warning if p["emulated"] else log.info)("%s rank %d on node %s: %s", group.name, rank, p["node"], p["reason"])

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from rlhf_ray.algorithms import make_kl_controller, masked_mean
 from rlhf_ray.config import Config
 from rlhf_ray.data import load_preferences, prompt_dataset
 from rlhf_ray.data.tokenize import render_prompt
+from rlhf_ray.device import announce_precision
 from rlhf_ray.metrics import MetricsLogger
 from rlhf_ray.models import load_tokenizer, reward_model_from_lm
 from rlhf_ray.models.assets import resolve_model
@@ -36,7 +38,7 @@ from rlhf_ray.run_dir import seed_everything, truncate_jsonl
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint, save_hf_atomic
 
 from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
-from .cluster import init_ray
+from .cluster import init_ray, report_node_precision
 from .rm_train import reward_model_save_dir, run_rm_train
 
 log = logging.getLogger("rlhf_ray.ppo")
@@ -89,7 +91,7 @@ def sampling_params(cfg: Config, seed: int) -> SamplingParams:
                           top_k=r.top_k, repetition_penalty=r.repetition_penalty, seed=seed)
 
 
-def reward_model_dir(cfg: Config, run_dir: Path) -> str | None:
+def reward_model_dir(cfg: Config, run_dir: Path, show_progress: bool = True, precision=None) -> str | None:
     """model.reward as given; with neither it nor reward.function, train one (rm section) or reuse the run's."""
     if cfg.model.reward or cfg.reward.function:
         return cfg.model.reward
@@ -101,7 +103,7 @@ def reward_model_dir(cfg: Config, run_dir: Path) -> str | None:
     log.info("no model.reward or reward.function: training a reward model first (rm section) into %s", dest)
     rm_run.mkdir(parents=True, exist_ok=True)
     # An RM learner group of its own, killed when done: its memory is free before the PPO actors start.
-    summary = run_rm_train(cfg, rm_run, show_progress=False)
+    summary = run_rm_train(cfg, rm_run, show_progress=show_progress, precision=precision)
     log.info("reward model: eval accuracy %.4f on %d held-out pairs after %d steps", summary.get("eval/accuracy", math.nan),
              summary["eval_pairs"], summary["steps"])
     return summary["reward_model"]
@@ -127,12 +129,14 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
         return []
     if resume and not ckpt:
         log.info("--resume: no complete checkpoint under %s yet; starting from iteration 1", run_dir / "checkpoints")
+    precision = announce_precision(cfg.model.mixed_precision)  # each actor decides again for its own node
+    rollout_precision = announce_precision(cfg.rollout.dtype, knob="rollout.dtype")
     policy_dir = resolve_model(cfg.model.policy)
     tokenizer = load_tokenizer(policy_dir)
     prompts = prompt_token_ids(cfg, tokenizer)
     log.info("%d RL prompts", len(prompts))
     init_ray(cfg.cluster)
-    reward_dir = reward_model_dir(cfg, run_dir)  # before the PPO actors exist: RM training gets the machine
+    reward_dir = reward_model_dir(cfg, run_dir, show_progress, precision)  # before the PPO actors exist: RM training gets the machine
     critic_dir = critic_init_dir(reward_dir, policy_dir, tokenizer, run_dir)
 
     # colocate: RolloutActor i and RewardActor i share bundle i of one placement group (one node, one GPU).
@@ -141,14 +145,16 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
                                     cfg.cluster.placement_timeout_s) if cfg.cluster.colocate else None
     # On resume the RolloutActors load the checkpoint's HF policy, as vLLM loads any HF folder.
     rollout = ActorGroup(RolloutActor, cfg.rollout.num_actors, cfg.rollout.resources, str(ckpt / "policy" if ckpt else policy_dir),
-                         name="rollout", pg=shared, engine=cfg.rollout.engine, max_model_len=cfg.rollout.max_model_len,
-                         kv_cache_gib=cfg.rollout.kv_cache_gib, seed=cfg.run.seed, timeout_s=cfg.cluster.placement_timeout_s)
+                         name="rollout", pg=shared, engine=cfg.rollout.engine, dtype=cfg.rollout.dtype,
+                         max_model_len=cfg.rollout.max_model_len, kv_cache_gib=cfg.rollout.kv_cache_gib, seed=cfg.run.seed, timeout_s=cfg.cluster.placement_timeout_s)
     reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, reward_dir, name="reward", pg=shared,
                         function=cfg.reward.function, function_kwargs=cfg.reward.function_kwargs,
                         mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
                         timeout_s=cfg.cluster.placement_timeout_s)
     learner = make_learner_group(cfg.learner, cfg.ppo, policy_dir, critic_dir, cfg.run.seed, cfg.model.mixed_precision,
                                  timeout_s=cfg.cluster.placement_timeout_s)
+    report_node_precision(rollout_precision, rollout)
+    report_node_precision(precision, reward, learner)
     weights = WeightSync(cfg.sync.transport, learner, rollout, cfg.sync.bucket_mb)
     state = DriverState(make_kl_controller(cfg.ppo.kl_controller, cfg.ppo.kl_coef, cfg.ppo.kl_target, cfg.ppo.kl_horizon))
     if ckpt:
@@ -163,7 +169,9 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
     history = []
 
     try:  # on any error too: free the actors and placement groups (a cluster outlives this driver)
-        bar = tqdm(range(state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter", disable=not show_progress)
+        # A bar in a terminal only: elsewhere the per-iteration log line below is the progress.
+        bar = tqdm(range(state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter",
+                   disable=not (show_progress and sys.stderr.isatty()))
         for it in bar:
             timer = PhaseTimer()
             # 1. rollout: n samples for each prompt of this iteration, spread over the RolloutActors.

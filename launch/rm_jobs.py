@@ -19,6 +19,7 @@ from rlhf_ray.data import load_preferences
 from rlhf_ray.data.tokenize import encode_pairs
 from rlhf_ray.models import load_tokenizer
 from rlhf_ray.models.assets import resolve_model
+from rlhf_ray.progress import Progress
 from rlhf_ray.training.rm_denoise import apply_strength, row_strength
 from rlhf_ray.training.strength_report import load_strength
 
@@ -123,7 +124,8 @@ class RMJob:
         self.step += 1
         elapsed = time.perf_counter() - self._t0
         row = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0] if k != "tokens"}
-        return row | {"perf/step_s": elapsed, "perf/tokens_per_s": sum(s["tokens"] for s in stats) / elapsed}
+        tokens = sum(s["tokens"] for s in stats)
+        return row | {"perf/step_s": elapsed, "perf/tokens": tokens, "perf/tokens_per_s": tokens / elapsed}
 
 
 def train_side_by_side(jobs: list[RMJob], on_step=None) -> None:
@@ -136,17 +138,26 @@ def train_side_by_side(jobs: list[RMJob], on_step=None) -> None:
                 on_step(job, row)
 
 
-def score_pairs(group: ActorGroup, indices: list[int], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def score_pairs(group: ActorGroup, indices: list[int], batch_size: int, desc: str | None = None,
+                bar: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Chosen and rejected rewards of these pairs, the indices sharded over the group's ranks.
 
-    Every rank gets a shard of the same length (the last index repeated, its scores dropped): under ZeRO-3 each
-    forward is a collective, so all ranks must run the same batches."""
-    if not indices:
-        return torch.zeros(0), torch.zeros(0)
-    shards = split_evenly(indices, len(group))
-    width = max(len(s) for s in shards)
-    padded = [s + [indices[-1]] * (width - len(s)) for s in shards]
-    parts = group.gather([a.score.remote(shard, batch_size) for a, shard in zip(group.actors, padded)])
-    chosen = [c for shard, (cs, _) in zip(shards, parts) for c in cs[: len(shard)]]
-    rejected = [r for shard, (_, rs) in zip(shards, parts) for r in rs[: len(shard)]]
+    In chunks of 4 batches per rank, each reported to a Progress named desc (when given): an eval of a few hundred
+    pairs takes minutes on a slow CPU. Every rank gets a shard of the same length (the last index repeated, its
+    scores dropped): under ZeRO-3 each forward is a collective, so all ranks must run the same batches."""
+    chosen, rejected = [], []
+    chunk = 4 * batch_size * len(group)
+    progress = Progress(len(indices), desc, unit="pair", logger=log, bar=bar) if desc else None
+    for start in range(0, len(indices), chunk):
+        part = indices[start : start + chunk]
+        shards = split_evenly(part, len(group))
+        width = max(len(s) for s in shards)
+        padded = [s + [part[-1]] * (width - len(s)) for s in shards]
+        parts = group.gather([a.score.remote(shard, batch_size) for a, shard in zip(group.actors, padded)])
+        chosen += [c for shard, (cs, _) in zip(shards, parts) for c in cs[: len(shard)]]
+        rejected += [r for shard, (_, rs) in zip(shards, parts) for r in rs[: len(shard)]]
+        if progress:
+            progress.update(len(part))
+    if progress:
+        progress.close()
     return torch.tensor(chosen), torch.tensor(rejected)

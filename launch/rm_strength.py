@@ -16,11 +16,12 @@ from pathlib import Path
 
 import ray
 import torch
-from tqdm.auto import tqdm
 
 from actors.rm_learner import make_rm_learner_group
 from rlhf_ray.algorithms import preference_accuracy, preference_strength, strength_groups
 from rlhf_ray.config import Config
+from rlhf_ray.device import announce_precision, resolve_precision
+from rlhf_ray.progress import Progress
 from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.strength_report import (
     annotated_rows,
@@ -30,7 +31,7 @@ from rlhf_ray.training.strength_report import (
     write_jsonl,
 )
 
-from .cluster import init_ray
+from .cluster import init_ray, report_node_precision
 from .rm_jobs import RMData, RMJob, prepare_rm_data, score_pairs, total_steps, train_side_by_side
 
 log = logging.getLogger("rlhf_ray.strength")
@@ -52,35 +53,22 @@ def train_and_score(cfg: Config, data: RMData, pairs_ref, specs: list[tuple[str,
                                               cfg.learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                               name=name, timeout_s=cfg.cluster.placement_timeout_s)
                 jobs.append(RMJob(name, group, indices, cfg.rm, seed, steps))
+                report_node_precision(resolve_precision(cfg.model.mixed_precision), group)
             names = f"{jobs[0].name}..{jobs[-1].name}" if len(jobs) > 1 else jobs[0].name
             total = sum(j.steps for j in jobs)
-            bar = tqdm(total=total, desc=f"train {names}", unit="step", disable=not show_progress)
-            train_side_by_side(jobs, _progress(bar, names, total, show_progress))
-            bar.close()
-            log.info("trained %s (%d steps in all); scoring %d pairs", names, total, len(score_index))
-            out += [score_pairs(j.group, score_index, cfg.rm.micro_batch_size * 2) for j in jobs]
+            with Progress(total, f"train {names}", logger=log, bar=show_progress) as progress:
+                train_side_by_side(jobs, lambda job, row: progress.update(1, rm=job.name, loss=row["train/loss"]))
+            out += [score_pairs(j.group, score_index, cfg.rm.micro_batch_size * 2, f"{j.name} scores", show_progress)
+                    for j in jobs]
         finally:
             for job in jobs:
                 job.group.kill()
     return out
 
 
-def _progress(bar, names: str, total: int, show_progress: bool):
-    """The per-step callback: the progress bar, or a log line every 10 % without one."""
-    done = 0
-
-    def on_step(job: RMJob, row: dict) -> None:
-        nonlocal done
-        done += 1
-        bar.update(1)
-        if not show_progress and (done % max(1, total // 10) == 0 or done == total):
-            log.info("%s: %d/%d steps (%s loss %.4f)", names, done, total, job.name, row["train/loss"])
-
-    return on_step
-
-
 def run_strength(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict:
     seed_everything(cfg.run.seed)
+    announce_precision(cfg.model.mixed_precision)  # each member decides again for its own node
     t_start = time.perf_counter()
     s = cfg.strength
     # Members follow the baseline recipe (P2 §2.2): plain BT, no denoising, smoothing or contrastive term.

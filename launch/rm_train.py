@@ -9,15 +9,16 @@ import time
 from pathlib import Path
 
 import ray
-from tqdm.auto import tqdm
 
 from actors.rm_learner import make_rm_learner_group
 from rlhf_ray.config import Config, ConfigError
+from rlhf_ray.device import Precision, announce_precision
 from rlhf_ray.metrics import MetricsLogger
+from rlhf_ray.progress import Progress
 from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.rm_eval import rm_eval_metrics
 
-from .cluster import init_ray
+from .cluster import init_ray, report_node_precision
 from .rm_jobs import RMJob, prepare_rm_data, score_pairs, total_steps, train_side_by_side
 
 log = logging.getLogger("rlhf_ray.rm")
@@ -28,13 +29,16 @@ def reward_model_save_dir(cfg: Config, run_dir: Path) -> Path:
     return Path(cfg.rm.save_dir) if cfg.rm.save_dir else Path(run_dir) / "reward_model"
 
 
-def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict:
-    """Train an RM as configured on learner.world_size ranks; save it in HF format; return the final metrics."""
+def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precision: Precision | None = None) -> dict:
+    """Train an RM as configured on learner.world_size ranks; save it in HF format; return the final metrics.
+
+    precision: the caller's resolved model.mixed_precision when it has logged it already (train runs an RM first)."""
     rm, learner = cfg.rm, cfg.learner
     if rm.batch_size % (rm.micro_batch_size * learner.world_size):
         raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x learner.world_size "
                           f"({rm.micro_batch_size} x {learner.world_size}): every rank runs the same micro-batches")
     seed_everything(cfg.run.seed)
+    precision = precision or announce_precision(cfg.model.mixed_precision)  # each rank decides again for its own node
     data = prepare_rm_data(cfg, run_dir)
     steps = total_steps(len(data.train_rows), rm)
     init_ray(cfg.cluster)
@@ -42,6 +46,7 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict
                                   ray.put(data.pairs), learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                   timeout_s=cfg.cluster.placement_timeout_s)
     try:  # on any error too: free the group (and its GPUs)
+        report_node_precision(precision, group)
         return _train(cfg, run_dir, data, group, steps, show_progress)
     finally:
         group.kill()
@@ -53,35 +58,37 @@ def _train(cfg: Config, run_dir: Path, data, group, steps: int, show_progress: b
     metrics = MetricsLogger(run_dir)
     t_start = time.perf_counter()
 
-    def evaluate() -> dict:
-        chosen, rejected = score_pairs(group, data.eval_index, rm.micro_batch_size * 2)
-        return rm_eval_metrics(chosen, rejected, data.eval_sources, data.eval_strength)
+    def evaluate(step: int) -> dict:
+        t0 = time.perf_counter()
+        chosen, rejected = score_pairs(group, data.eval_index, rm.micro_batch_size * 2, f"rm eval at step {step}",
+                                       show_progress)
+        tokens = sum(len(data.pairs[i]["chosen_ids"]) + len(data.pairs[i]["rejected_ids"]) for i in data.eval_index)
+        results = rm_eval_metrics(chosen, rejected, data.eval_sources, data.eval_strength)
+        return results | {"eval/seconds": time.perf_counter() - t0, "eval/tokens": float(tokens)} if results else results
 
-    results = evaluate()  # step 0: the untrained head
-    metrics.log(0, results)
-    log.info("step 0: %s", _fmt(results))
-    bar = tqdm(total=steps, desc="rm train", unit="step", disable=not show_progress)
+    results = {}
+    if rm.eval_at_start:  # step 0: the untrained head, the baseline of the eval curve
+        results = evaluate(0)
+        metrics.log(0, results)
+        log.info("step 0: %s", _fmt(results))
+    progress = Progress(steps, "rm train", logger=log, bar=show_progress)
 
     def on_step(job: RMJob, row: dict) -> None:
         nonlocal results
         step = job.step
         if step % rm.eval_every == 0 or job.done:
-            results = evaluate()
+            results = evaluate(step)
             row |= results
             log.info("step %d: %s", step, _fmt(results))
         if rm.save_every and step % rm.save_every == 0 and not job.done:
             save_checkpoint(group, run_dir, step, cfg.run.keep_checkpoints)
         if step % cfg.run.log_every == 0 or "eval/accuracy" in row:
             metrics.log(step, row)
-        if not show_progress and (step % max(1, steps // 10) == 0 or job.done):
-            log.info("step %d/%d: loss %.4f, accuracy %.3f, %.0f tokens/s", step, steps, row["train/loss"],
-                     row["train/accuracy"], row["perf/tokens_per_s"])
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['train/loss']:.3f}", acc=f"{row['train/accuracy']:.2f}")
+        progress.update(1, loss=row["train/loss"], acc=row["train/accuracy"], tokens_per_s=round(row["perf/tokens_per_s"]))
 
     try:
         train_side_by_side([job], on_step)
-        bar.close()
+        progress.close()
         save_dir = reward_model_save_dir(cfg, run_dir)
         group.run("save", str(save_dir))
     finally:

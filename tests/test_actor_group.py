@@ -9,7 +9,9 @@ import torch
 
 from actors.group import ActorDiedError, ActorGroup, split_evenly
 from actors.reward import RewardActor
+from launch.cluster import report_node_precision
 from rlhf_ray.config import ResourceSpec
+from rlhf_ray.device import FLAGS_ENV, resolve_precision
 from rlhf_ray.models import load_reward_model, load_tokenizer, reward_model_from_lm, score_sequences
 from rlhf_ray.weight_sync import pack_state_dict
 
@@ -92,7 +94,9 @@ def test_reward_actors_share_the_load_and_match_local_scoring(ray_local, tiny_mo
     seqs = [p + r for p, r in pairs]
     local = score_sequences(load_reward_model(tmp_path / "rm"), seqs, tok.pad_token_id).tolist()
 
-    group = ActorGroup(RewardActor, 2, ResourceSpec(num_cpus=1), str(tmp_path / "rm"), name="reward", batch_size=3)
+    # fp32 on both sides (not auto, which is bf16 on a native-bf16 CPU): compared to 1e-5.
+    group = ActorGroup(RewardActor, 2, ResourceSpec(num_cpus=1), str(tmp_path / "rm"), name="reward", batch_size=3,
+                       mixed_precision="none")
     remote = [r for shard in group.run_sharded("score", pairs) for r in shard]
     assert remote == pytest.approx(local, abs=1e-5)
 
@@ -113,3 +117,24 @@ def test_reward_actor_with_a_programmatic_reward(ray_local):
                        function_kwargs={"target_ids": [7]})
     assert group.run("score", [([1], [7, 7, 3, 4]), ([2], [5])]) == [[0.5, 0.0]]
     group.kill()
+
+
+def test_an_actor_decides_precision_for_its_own_node(ray_local, caplog):
+    """An actor whose node lacks native bf16 (simulated by its own flags) picks fp32 under auto, whatever the driver's
+    node has, and the driver reports the difference."""
+    caplog.set_level("INFO", logger="rlhf_ray")
+    spec = {"function": "rlhf_ray.rewards:target_token_fraction", "function_kwargs": {"target_ids": [7]}}
+    avx2 = ActorGroup(RewardActor, 1, ResourceSpec(num_cpus=0.5), name="avx2-node", mixed_precision="auto",
+                      runtime_env={"env_vars": {FLAGS_ENV: "avx2"}}, **spec)
+    native = ActorGroup(RewardActor, 1, ResourceSpec(num_cpus=0.5), name="bf16-node", mixed_precision="auto",
+                        runtime_env={"env_vars": {FLAGS_ENV: "avx512_bf16"}}, **spec)
+    try:
+        assert avx2.run("node_precision")[0]["mode"] == "none"
+        assert native.run("node_precision")[0]["mode"] == "bf16"
+        here = resolve_precision("auto", device="cpu", flags={"avx512_bf16"})
+        report_node_precision(here, avx2, native)
+        lines = [r.getMessage() for r in caplog.records if "on node" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].startswith("avx2-node rank 0 on node") and "no native bf16" in lines[0]
+    finally:
+        avx2.kill()
+        native.kill()

@@ -28,7 +28,8 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
     learner = LearnerConfig(world_size=2, zero_stage=zero_stage, actor_lr=1e-3, critic_lr=1e-3, micro_batch_size=4,
                             ppo_epochs=2)
     ppo = PPOConfig(reward_norm="none", kl_coef=0.0)
-    group = make_learner_group(learner, ppo, tiny_model_dir, tiny_rm_dir, seed=0)
+    # fp32 (not auto): the learner's log-probs are compared with a local fp32 forward to 1e-4.
+    group = make_learner_group(learner, ppo, tiny_model_dir, tiny_rm_dir, seed=0, mixed_precision="none")
 
     # 16 one-token responses to the same prompt: the rewarded token GOOD and others.
     prompt = [10, 11, 12, 13]
@@ -61,7 +62,7 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
 
     # Checkpoint, restore into a fresh group, take the same update on both: equal weights iff AdamW states came back.
     group.run("save_checkpoint", str(tmp_path))
-    restored = make_learner_group(learner, ppo, tiny_model_dir, tiny_rm_dir, seed=0)
+    restored = make_learner_group(learner, ppo, tiny_model_dir, tiny_rm_dir, seed=0, mixed_precision="none")
     assert restored.run("load_checkpoint", str(tmp_path)) == [1, 1]
     hf = load_policy(tmp_path / "policy").state_dict()  # the HF folder: ZeRO-3 shards gathered before writing
     assert all(torch.equal(hf[k], v) for k, v in unpack_state_dict(blobs[0]).items())

@@ -114,3 +114,15 @@ def test_a_classifier_with_two_labels_is_refused(tiny_model_dir, tmp_path):
     AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="num_labels=1"):
         load_reward_model(tmp_path)
+
+
+def test_score_sequences_batches_by_length_and_keeps_input_order(rm_dir, tok):
+    from rlhf_ray.models import score_sequences
+
+    model = load_reward_model(rm_dir)
+    g = torch.Generator().manual_seed(3)
+    seqs = [torch.randint(5, 200, (int(n),), generator=g).tolist() for n in torch.randint(3, 40, (11,), generator=g)]
+    one_by_one = torch.cat([score_sequences(model, [s], tok.pad_token_id) for s in seqs])
+    batched = score_sequences(model, seqs, tok.pad_token_id, batch_size=4)
+    assert torch.allclose(batched, one_by_one, atol=1e-5)
+    assert len(set(batched.tolist())) == len(seqs)  # distinct rewards: a permutation would be caught

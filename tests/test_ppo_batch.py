@@ -41,6 +41,21 @@ def test_sequence_logprobs_match_unpadded_forward(tiny_model_dir):
             assert got == pytest.approx(want, abs=1e-5)
 
 
+def test_logprobs_from_the_first_action_on_equal_the_full_head(tiny_model_dir):
+    """With action_mask the LM head skips the prompt positions: the same log-probs and entropy where actions are."""
+    model = load_policy(tiny_model_dir).eval()
+    prompts, responses = [[5, 6, 7, 8, 9, 10], [9, 10, 11]], [[11, 12], [13, 14, 15, 16]]
+    ids, attn, act = make_sequences(prompts, responses, pad_id=0)
+    with torch.no_grad():
+        full, full_ent = sequence_logprobs(model, ids, attn, with_entropy=True)
+        cut, cut_ent = sequence_logprobs(model, ids, attn, with_entropy=True, action_mask=act)
+    assert cut.shape == full.shape and cut_ent.shape == full_ent.shape
+    where = act.bool()
+    assert torch.allclose(cut[where], full[where], atol=1e-5) and torch.allclose(cut_ent[where], full_ent[where], atol=1e-5)
+    first = 2  # row 1's prompt has 3 tokens: its first action is at position 2
+    assert (cut[:, :first] == 0).all() and not (full[:, :first] == 0).all()
+
+
 def test_compute_targets_hand_values():
     # One row: prompt 2 tokens, response 2 tokens -> action positions 1 and 2 of T=3.
     mask = torch.tensor([[0, 1, 1]])

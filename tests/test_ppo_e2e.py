@@ -57,6 +57,9 @@ def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, ti
     run_ppo(cfg, run_dir, show_progress=False)
     assert (run_dir / "rm" / "reward_model" / "config.json").exists()
     assert (run_dir / "rm" / "metrics.jsonl").exists() and (run_dir / "checkpoints" / "iter_000001").is_dir()
+    # The RM phase is never silent: its evals and steps report progress (log lines when no terminal is attached).
+    assert "rm eval at step 0: 8/8 pairs" in caplog.text and "rm train: 2/2 steps (100%)" in caplog.text
+    assert "model.mixed_precision=auto -> " in caplog.text  # the precision and its reason, logged at start
 
     cfg = config(tiny_model_dir, tmp_path, "auto_rm", "ppo.iterations=2", *rm)
     history = run_ppo(cfg, prepare_run_dir(cfg), show_progress=False, resume=True)

@@ -60,9 +60,11 @@ class DataConfig(Section):
 class ModelConfig(Section):
     policy: str = Field("smollm2-135m-instruct", description="Policy (SFT) model: an asset name or an HF directory.")
     reward: str | None = Field(None, description="Reward model HF directory; None: a fresh scalar head on the policy backbone.")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weight dtype (keep float32 to train: AdamW steps of ~1e-6 vanish in bf16).")
-    mixed_precision: Literal["none", "bf16"] = Field(
-        "none", description="bf16: run forward passes under bf16 autocast over float32 weights (about 2x faster on AVX-512 CPUs and GPUs)."
+    mixed_precision: Literal["auto", "bf16", "none"] = Field(
+        "auto", description="Forward passes of the learners and reward actors under bf16 autocast over float32 weights "
+        "and AdamW states (bf16), or in fp32 (none). auto: bf16 where the node computes it natively (CPU flag avx512_bf16 "
+        "or amx_bf16, a CUDA GPU with bf16), fp32 elsewhere: emulated bf16 is several times slower than fp32. Each actor "
+        "decides for its own node (rlhf_ray/device.py)."
     )
     max_len: int = Field(512, ge=8, description="Max tokens of prompt + response (MOSS uses 2048).")
     max_response_len: int = Field(128, ge=1, description="Max response tokens; the prompt is cut from the left to fit.")
@@ -106,6 +108,7 @@ class RMConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: no clipping).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Uniform BT label smoothing alpha (0: vanilla loss).")
     eval_every: int = Field(50, ge=1, description="Evaluate on the held-out split every N optimizer steps (and at the end).")
+    eval_at_start: bool = Field(True, description="Also evaluate before the first step (the untrained baseline of the eval curve).")
     save_dir: str | None = Field(None, description="Where the trained RM is saved (None: <run folder>/reward_model).")
     save_every: int | None = Field(
         None, ge=1, description="Also save an HF checkpoint to <run>/checkpoints/step-N every N steps (None: only the final model)."
@@ -190,6 +193,10 @@ class RolloutConfig(Section):
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(-1, ge=-1, description="Top-k sampling (-1: off).")
     repetition_penalty: float = Field(1.1, gt=0, description="vLLM/HF repetition penalty (MOSS: 1.1).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "float32", description="Weight dtype of the rollout engine; auto: bfloat16 where the node computes bf16 natively, "
+        "float32 elsewhere (the rule of model.mixed_precision). float32 by default: the learner sends fp32 weights."
+    )
     max_model_len: int = Field(1024, ge=16, description="vLLM context length (prompt + response).")
     kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE).")
 

@@ -30,20 +30,31 @@ def make_sequences(prompt_ids: list[list[int]], response_ids: list[list[int]], p
 
 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
-                      with_entropy: bool = False, entropy_grad: bool = True):
+                      with_entropy: bool = False, entropy_grad: bool = True, action_mask: torch.Tensor | None = None):
     """log p(token t+1 | tokens <= t) for t in [0, L-1): [B, L-1] (and the entropy per position).
 
+    With action_mask, the LM head and log-softmax run only from the batch's first action position on (positions
+    before it hold 0): the prompt's [B, L, vocab] logits are most of the cost and no loss reads them.
     entropy_grad=False computes the entropy outside autograd: a statistic then costs no [B, L, vocab] graph memory.
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    width = input_ids.shape[1]
+    first = 0
+    if action_mask is not None and action_mask.any():
+        first = int(action_mask.any(0).nonzero()[0])
+    # logits_to_keep=k: the head runs on the last k positions only (L - first of them; the last is dropped below).
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=width - first).logits[:, :-1]
     if temperature != 1.0:
         logits = logits / temperature
-    logprobs = logprobs_from_logits(logits, input_ids[:, 1:])
+    logprobs = _left_pad(logprobs_from_logits(logits, input_ids[:, first + 1 :]), first)
     if not with_entropy:
         return logprobs
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         entropy = entropy_from_logits(logits if entropy_grad else logits.detach())
-    return logprobs, entropy
+    return logprobs, _left_pad(entropy, first)
+
+
+def _left_pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.nn.functional.pad(x, (n, 0)) if n else x
 
 
 def trim_padding(mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from .batch import sequence_logprobs
 def actor_loss(policy, mb: dict[str, torch.Tensor], ppo: PPOConfig, learner: LearnerConfig):
     """Clipped surrogate on the response tokens, minus an optional entropy bonus."""
     logprobs, entropy = sequence_logprobs(policy, mb["input_ids"], mb["attention_mask"], with_entropy=True,
-                                          entropy_grad=learner.entropy_coef > 0)
+                                          entropy_grad=learner.entropy_coef > 0, action_mask=mb["action_mask"])
     mask = mb["action_mask"]
     loss, stats = ppo_policy_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, clip_low=ppo.clip,
                                   clip_high=ppo.clip_high, dual_clip=ppo.dual_clip, agg=ppo.loss_agg)
