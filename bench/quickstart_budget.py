@@ -7,7 +7,8 @@ alone take at another machine's fp32 matmul rate.
 FLOPs count real tokens only (padding is waste, not work): per token a forward costs 2 x the linear weights, plus
 2 x hidden x vocab for an LM head, plus causal attention 2 x layers x heads x head_dim x (sequence length); a
 backward costs twice the forward. vLLM computes a prompt once for its n samples (prefix sharing); log-probs need
-the LM head on response positions only.
+the LM head on response positions only (the learner runs it from a micro-batch's first response position: a little
+more than counted).
 """
 
 import argparse

@@ -153,9 +153,6 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
                         timeout_s=cfg.cluster.placement_timeout_s)
     learner = make_learner_group(cfg.learner, cfg.ppo, policy_dir, critic_dir, cfg.run.seed, cfg.model.mixed_precision,
                                  timeout_s=cfg.cluster.placement_timeout_s)
-    report_node_precision(rollout_precision, rollout)
-    report_node_precision(precision, reward, learner)
-    weights = WeightSync(cfg.sync.transport, learner, rollout, cfg.sync.bucket_mb)
     state = DriverState(make_kl_controller(cfg.ppo.kl_controller, cfg.ppo.kl_coef, cfg.ppo.kl_target, cfg.ppo.kl_horizon))
     if ckpt:
         restore_ppo_checkpoint(ckpt, cfg, state, learner)
@@ -169,6 +166,9 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
     history = []
 
     try:  # on any error too: free the actors and placement groups (a cluster outlives this driver)
+        report_node_precision(rollout_precision, rollout)
+        report_node_precision(precision, reward, learner)
+        weights = WeightSync(cfg.sync.transport, learner, rollout, cfg.sync.bucket_mb)
         # A bar in a terminal only: elsewhere the per-iteration log line below is the progress.
         bar = tqdm(range(state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter",
                    disable=not (show_progress and sys.stderr.isatty()))

@@ -78,6 +78,7 @@ def _train(cfg: Config, run_dir: Path, data, group, steps: int, show_progress: b
         step = job.step
         if step % rm.eval_every == 0 or job.done:
             results = evaluate(step)
+            progress.exclude(results.get("eval/seconds", 0.0))  # the eval reports its own progress
             row |= results
             log.info("step %d: %s", step, _fmt(results))
         if rm.save_every and step % rm.save_every == 0 and not job.done:

@@ -78,9 +78,10 @@ def native_bf16(device: str = "cpu", flags: frozenset[str] | set[str] | None = N
                 cuda_bf16: bool | None = None) -> tuple[bool, str]:
     """Whether this hardware computes bf16 natively, and the evidence in words."""
     if device == "cuda":
+        if cuda_bf16 is None:  # compute capability >= 8.0; older GPUs (V100, T4) only emulate bf16
+            cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
         name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CUDA device"
-        ok = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
-        return ok, f"GPU {name} {'supports' if ok else 'has no'} bf16"
+        return cuda_bf16, f"GPU {name} {'computes bf16 natively' if cuda_bf16 else 'has no native bf16'}"
     if flags is None:
         return False, "this CPU's flags are unknown (no /proc/cpuinfo flags line), so native bf16 is not assumed"
     native = [f for f in NATIVE_BF16_FLAGS if f in flags]
@@ -114,8 +115,17 @@ def resolve_precision(requested: str, device: str | None = None, flags=_DETECT,
                              f"than fp32; set {knob}=auto", emulated=True)
 
 
+PER_GPU = "per-gpu"  # the driver's Precision.mode on a GPU machine: each actor decides for its own GPU
+
+
 def announce_precision(requested: str, knob: str = "model.mixed_precision") -> Precision:
-    """resolve_precision, logged with its reason (a warning when bf16 is emulated): once per run, by its command."""
+    """resolve_precision on the driver, logged with its reason (a warning when bf16 is emulated): once per run, by
+    its command. With a GPU the driver does not probe it (a CUDA context would take memory its actors need): it says
+    that each actor decides for its GPU, and report_node_precision lists what they picked."""
+    if ALIASES.get(requested) in ("auto", "bf16") and accelerator() == "cuda":
+        precision = Precision(PER_GPU, f"{knob}={requested}: decided by each actor for its own GPU")
+        log.info("%s", precision.reason)
+        return precision
     precision = resolve_precision(requested, knob=knob)
     (log.warning if precision.emulated else log.info)("%s", precision.reason)
     return precision

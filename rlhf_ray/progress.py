@@ -31,6 +31,10 @@ class Progress:
             self._last = now
             self.log.info("%s", self.line(now - self._t0))
 
+    def exclude(self, seconds: float) -> None:
+        """Leave time spent on other work (an eval between steps) out of the rate and the estimate."""
+        self._t0 += seconds
+
     def line(self, elapsed: float) -> str:
         """'rm train: 5/20 steps (25%), 24.1 s/step, ~6 min left; loss 0.693'."""
         per = elapsed / max(self.done, 1)

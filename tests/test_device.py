@@ -53,6 +53,7 @@ def test_cuda_follows_the_device_bf16_support():
 
 
 def test_the_flags_switch_hides_native_bf16(monkeypatch):
+    monkeypatch.setenv("RLHF_RAY_DEVICE", "cpu")
     monkeypatch.setenv(device.FLAGS_ENV, "avx2 fma")
     assert resolve_precision("auto", device="cpu").mode == "none"
     monkeypatch.setenv(device.FLAGS_ENV, "avx512_bf16")
@@ -93,3 +94,14 @@ def test_progress_without_a_terminal_logs_first_periodic_and_last(caplog):
     for _ in range(3):
         progress.update(1)
     assert len(caplog.records) == 3
+    progress = Progress(2, "rm train", bar=False)
+    progress.exclude(1000.0)  # an eval in between: not part of the step rate
+    progress.update(1)
+    assert "0.0 s/step" in caplog.records[-1].getMessage()
+
+
+def test_on_a_gpu_machine_the_driver_leaves_the_decision_to_each_actor(monkeypatch):
+    monkeypatch.setenv("RLHF_RAY_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **_: pytest.fail("the driver probed the GPU"))
+    assert announce_precision("auto").mode == device.PER_GPU
+    assert announce_precision("none").mode == "none"
