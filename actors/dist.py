@@ -48,3 +48,12 @@ def gathered(module, zero_stage: int):
 
     with deepspeed.zero.GatheredParameters(list(module.parameters()), enabled=zero_stage == 3):
         yield
+
+
+@contextmanager
+def gathered_param(param, zero_stage: int):
+    """One parameter whole on every rank, rank 0's in-place changes kept (a collective under ZeRO-3; else a no-op)."""
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters([param], modifier_rank=0, enabled=zero_stage == 3):
+        yield

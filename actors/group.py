@@ -4,8 +4,10 @@ After OpenRLHF's RayActorGroup (openrlhf/trainer/ray/launcher.py).
 """
 
 import logging
+import math
 import time
 import uuid
+from dataclasses import dataclass
 
 import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
@@ -58,11 +60,21 @@ def shared_placement_group(roles: list[tuple[ResourceSpec, int]], name: str, tim
     return make_placement_group(bundles, name, timeout_s)
 
 
+@dataclass(frozen=True)
+class SpawnRecipe:
+    """How rank `rank` of a group was made: enough to make it again on the same bundle (restart)."""
+
+    rank: int
+    args: tuple
+    kwargs: dict
+    options: dict
+
+
 class ActorGroup:
     """`n` actors of `actor_cls`, actor i on bundle `bundle_offset + i` of `pg` (its own PG when None).
 
     Share one `pg` between groups (with fractional resources) to colocate roles on the same bundles.
-    Each actor is built as actor_cls(*args, rank=i, **kwargs).
+    Each actor is built as actor_cls(*args, rank=i, **kwargs); the group keeps each actor's recipe for restart(rank).
     """
 
     def __init__(self, actor_cls, n: int, resources: ResourceSpec, *args, name: str, pg: PlacementGroup | None = None,
@@ -70,9 +82,9 @@ class ActorGroup:
         self.name = name
         self._own_pg = pg is None
         self.pg = pg or make_placement_group([bundle_of(resources)] * n, name, timeout_s)
-        remote_cls = ray.remote(actor_cls)
+        self._remote_cls = ray.remote(actor_cls)
         runtime_env = with_threads(resources, runtime_env)
-        self.actors = []
+        self.recipes: list[SpawnRecipe] = []
         for rank in range(n):
             options = dict(
                 num_cpus=resources.num_cpus,
@@ -82,8 +94,20 @@ class ActorGroup:
             )
             if resources.memory_gib:
                 options["memory"] = resources.memory_gib * 2**30
-            self.actors.append(remote_cls.options(**options).remote(*args, rank=rank, **kwargs))
+            self.recipes.append(SpawnRecipe(rank, args, kwargs, options))
+        self.actors = [self._spawn(recipe) for recipe in self.recipes]
         log.info("%s: %d actors of %s with %s each", name, n, actor_cls.__name__, bundle_of(resources))
+
+    def _spawn(self, recipe: SpawnRecipe):
+        return self._remote_cls.options(**recipe.options).remote(*recipe.args, rank=recipe.rank, **recipe.kwargs)
+
+    def restart(self, rank: int, timeout_s: float | None = None) -> None:
+        """Replace actor `rank` (dead or alive) by a fresh one from its recipe, on the same bundle; waits until its
+        constructor has run. What it held (weights, a weight-sync group) must be given to it again."""
+        ray.kill(self.actors[rank], no_restart=True)
+        self.actors[rank] = self._spawn(self.recipes[rank])
+        self.gather([self.actors[rank].__ray_ready__.remote()], timeout_s)
+        log.info("%s: rank %d restarted", self.name, rank)
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -116,17 +140,55 @@ class ActorGroup:
         """Call `method` on every actor with the same arguments and gather the results."""
         return self.gather(self.call(method, *args, **kwargs), timeout_s)
 
-    def run_sharded(self, method: str, items: list, *args, timeout_s: float | None = None, **kwargs) -> list:
-        """Split `items` into contiguous shards (one per actor), call `method(shard, ...)`, return the per-actor results."""
+    def run_sharded(self, method: str, items: list, *args, rank_args=None, timeout_s: float | None = None) -> list:
+        """Independent actors share a load: contiguous shards of `items` (sizes differ by at most one), one per actor,
+        `method(shard, *args, *rank_args(rank))`; actors with an empty shard are not called. Per-actor results."""
         shards = split_evenly(items, len(self.actors))
-        refs = [getattr(a, method).remote(shard, *args, **kwargs) for a, shard in zip(self.actors, shards) if shard]
+        refs = [getattr(a, method).remote(shard, *args, *(rank_args(rank) if rank_args else ()))
+                for rank, (a, shard) in enumerate(zip(self.actors, shards)) if shard]
         return self.gather(refs, timeout_s)
+
+    def run_zero_shards(self, method: str, rows: dict, shards: "ZeroShards", *args, timeout_s: float | None = None) -> list:
+        """A DeepSpeed group's call on row shards: rank r gets `{key: tensor[shards.padded(r)]}` (every rank the same
+        number of micro-batches, see ZeroShards). Per-rank results, padded rows included (ZeroShards.unpad drops them)."""
+        return self.gather([getattr(a, method).remote({k: v[shards.padded(r)] for k, v in rows.items()}, *args)
+                            for r, a in enumerate(self.actors)], timeout_s)
 
     def kill(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
         if self._own_pg:
             remove_placement_group(self.pg)
+
+
+@dataclass(frozen=True)
+class ZeroShards:
+    """Row shards for a DeepSpeed group, one contiguous shard per rank.
+
+    The ZeRO rule, written once: every rank runs the same number of micro-batches, since every optimizer step (and,
+    under ZeRO-3, every forward) is a collective. A shorter shard is padded by cycling its own rows (a rank with no
+    rows takes row 0); padded rows are trained on again, and their forward results are dropped by unpad."""
+
+    rows: list[list[int]]
+    micro_batches: int
+    micro_batch_size: int
+
+    @classmethod
+    def split(cls, n_rows: int, ranks: int, micro_batch_size: int) -> "ZeroShards":
+        if n_rows < 1:
+            raise ValueError("no rows to shard")
+        rows = split_evenly(list(range(n_rows)), ranks)
+        return cls(rows, math.ceil(max(len(r) for r in rows) / micro_batch_size), micro_batch_size)
+
+    def padded(self, rank: int) -> list[int]:
+        own = self.rows[rank] or [0]
+        width = self.micro_batches * self.micro_batch_size
+        return [own[i % len(own)] for i in range(width)]
+
+    def unpad(self, parts: list) -> list:
+        """Per-rank results (sequences, or dicts of them; padded rows last) cut to each rank's real rows."""
+        return [{k: v[: len(rows)] for k, v in part.items()} if isinstance(part, dict) else part[: len(rows)]
+                for rows, part in zip(self.rows, parts)]
 
 
 def with_threads(resources: ResourceSpec, runtime_env: dict | None = None) -> dict | None:

@@ -2,12 +2,12 @@
 
 from rlhf_ray.models import load_reward_model, load_tokenizer, score_sequences
 from rlhf_ray.rewards import load_reward_function
-from rlhf_ray.weight_sync import unpack_state_dict
 
 from .precision import NodePrecision
+from .weight_sync import WeightTarget
 
 
-class RewardActor(NodePrecision):
+class RewardActor(NodePrecision, WeightTarget):
     def __init__(self, model_dir: str | None = None, function: str | None = None, function_kwargs: dict | None = None,
                  dtype: str = "float32", mixed_precision: str = "auto", batch_size: int = 16, rank: int = 0):
         if (model_dir is None) == (function is None):
@@ -31,6 +31,8 @@ class RewardActor(NodePrecision):
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
                                self.mixed_precision).tolist()
 
-    def update_weights(self, blob: bytes) -> None:
-        """New RM weights (a safetensors blob from the object store), e.g. after a MetaRM round."""
-        self.model.load_state_dict(unpack_state_dict(blob))
+    def load_state_dict(self, state: dict) -> None:
+        """New RM weights from an RM learner (weight sync), e.g. after a MetaRM round."""
+        if self.function is not None:
+            raise TypeError("this RewardActor scores with a reward function: it has no model to update")
+        self.model.load_state_dict(state)

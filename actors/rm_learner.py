@@ -9,8 +9,10 @@ import math
 import torch
 from transformers import get_scheduler
 
-from rlhf_ray.config import RMConfig
-from rlhf_ray.device import torch_device
+from rlhf_ray.algorithms.metarm import MetaAscent, difference_loss
+from rlhf_ray.config import MetaRMConfig, RMConfig
+from rlhf_ray.data.tokenize import pad_batch
+from rlhf_ray.device import autocast, torch_device
 from rlhf_ray.models import (
     add_layer_dropout,
     load_reward_model,
@@ -22,23 +24,26 @@ from rlhf_ray.training.checkpoint import save_hf_atomic
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.training.rm_loss import RMTrainModule, contrastive_settings, rm_micro_batch_loss
 
-from .dist import gathered, init_process_group, node_address, start_deepspeed_group
+from .dist import gathered, gathered_param, init_process_group, start_deepspeed_group
 from .group import ActorGroup
 from .precision import NodePrecision
+from .weight_sync import WeightSource
 
 
-class RMLearnerActor(NodePrecision):
+class RMLearnerActor(NodePrecision, WeightSource):
     def __init__(self, rank: int = 0):
         self.rank = rank
 
-    def master_address(self) -> tuple[str, int]:
-        return node_address()
+    def source_module(self):
+        return self.model  # the RM alone (RewardActors follow it), without any SwAV prototypes
 
     def setup(self, addr: str, port: int, world_size: int, init_dir: str, from_lm: bool, rm: RMConfig,
-              total_steps: int, pairs: list[dict], zero_stage: int = 2, seed: int = 0, mixed_precision: str = "auto") -> None:
+              total_steps: int, pairs: list[dict], zero_stage: int = 2, seed: int = 0, mixed_precision: str = "auto",
+              metarm: MetaRMConfig | None = None) -> None:
         """The RM (a fresh head on an LM when from_lm, else an existing RM), AdamW + schedule, one DeepSpeed engine.
 
-        pairs: all prepared pairs (chosen_ids, rejected_ids, margin, alpha); steps address them by index."""
+        pairs: all prepared pairs (chosen_ids, rejected_ids, margin, alpha); steps address them by index.
+        metarm: set to run MetaRM steps (train_step with meta sequences); its ascent keeps its own Adam state."""
         import deepspeed
 
         init_process_group(addr, port, self.rank, world_size)
@@ -65,12 +70,28 @@ class RMLearnerActor(NodePrecision):
         self.engine, _, _, self.scheduler = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler,
                                                                  config=ds)
         self.engine.train()
+        self.metarm, self.ascent = metarm, None
+        if metarm is not None:
+            if zero_stage == 1:
+                raise ValueError("MetaRM runs on ZeRO stage 0, 2 or 3 (stage 1 reduces gradients only at its own step)")
+            shapes = [p.ds_shape if hasattr(p, "ds_shape") else p.shape for p in self._trainable()]
+            self.ascent = MetaAscent(shapes, metarm.meta_lr, betas=tuple(metarm.adam_betas or rm.adam_betas),
+                                     eps=metarm.adam_eps or rm.adam_eps)
 
-    def train_step(self, indices: list[int]) -> dict[str, float]:
-        """One optimizer step over this rank's share of the global batch, in accum micro-batches."""
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.engine.module.parameters() if p.requires_grad]
+
+    def train_step(self, indices: list[int], meta: list[list[list[int]]] | None = None) -> dict[str, float]:
+        """One optimizer step over this rank's share of the global batch, in accum micro-batches.
+
+        meta: this rank's MetaRM prompts, each k token sequences (prompt + policy response) sampled from the current
+        policy. Then the step is MetaRM's (ALGORITHMS.md §2.2): the BT gradient is taken at theta' = theta + Delta,
+        where Delta is an Adam ascent step on the difference loss J, and applied to theta (or to theta' when
+        metarm.variant is alternating). Without meta it is the plain BT step (the vanilla control)."""
         size = self.rm.micro_batch_size
         if len(indices) != size * self.accum:
             raise ValueError(f"rank {self.rank} got {len(indices)} pairs; a step takes {size * self.accum}")
+        restore, meta_stats = (None, {}) if meta is None else self._meta_ascent(meta)
         sums: dict[str, float] = {}
         for m in range(self.accum):
             micro = [self.pairs[i] for i in indices[m * size : (m + 1) * size]]
@@ -80,14 +101,84 @@ class RMLearnerActor(NodePrecision):
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"RM loss became {loss.item()} on rank {self.rank}; lower rm.lr or check the data")
             self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps
+            if m == self.accum - 1:
+                grad_norm = self._grad_norm()
+                if restore is not None:
+                    restore()
             self.engine.step()  # steps the optimizer and LR schedule at the accumulation boundary only
             for k, v in (stats | {"train/loss": loss.item()}).items():
                 sums[k] = sums.get(k, 0.0) + v
         out = {k: v / self.accum for k, v in sums.items()}
         out["tokens"] = sums["tokens"]
-        out["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        if math.isnan(grad_norm) and self.engine.get_global_grad_norm() is not None:
+            grad_norm = float(self.engine.get_global_grad_norm())
+        if not math.isnan(grad_norm):  # a ZeRO engine without clipping computes none: then no field
+            out["train/grad_norm"] = grad_norm
         out["train/lr"] = self.scheduler.get_last_lr()[0]
-        return out
+        return out | meta_stats
+
+    def _meta_ascent(self, meta: list[list[list[int]]]):
+        """theta' = theta + Delta on the working weights; returns (what restores theta before the main step, stats).
+
+        The gradient of J goes through the engine (ZeRO reduces and partitions it) and is read back whole on every
+        rank; Delta comes from the ascent's own Adam, identical on every rank. Under ZeRO 2-3 the optimizer's fp32
+        master copy stays at theta and its step rewrites the working weights from it, so restoring is implicit there;
+        ZeRO-0 trains the working weights themselves, so they are copied back. alternating moves the master too.
+        """
+        from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_grad, safe_set_full_fp32_param
+
+        if self.ascent is None:
+            raise RuntimeError("this RM learner was set up without metarm; pass metarm= to setup for MetaRM steps")
+        k, micro = self.metarm.k, self.metarm.micro_prompts
+        if any(len(group) != k for group in meta):
+            raise ValueError(f"rank {self.rank}: every meta prompt needs k={k} responses, got {[len(g) for g in meta]}")
+        j_total = 0.0
+        for start in range(0, len(meta), micro):
+            group = meta[start : start + micro]
+            # One reduction for all of J: the last meta micro-batch is the accumulation boundary.
+            self.engine.set_gradient_accumulation_boundary(start + micro >= len(meta))
+            ids, mask = pad_batch([seq for prompt in group for seq in prompt], self.pad_id)
+            with autocast(self.mixed_precision):
+                rewards, _, _ = self.engine(ids.to(self.device), mask.to(self.device))
+            j = difference_loss(rewards.float().view(len(group), k)) * (len(group) / len(meta))  # mean over prompts
+            self.engine.backward(-j, scale_wrt_gas=False)  # ascent on J = descent on -J
+            j_total += j.item()
+        params = self._trainable()
+        grads = []
+        for p in params:  # whole and averaged over ranks (a collective under ZeRO 2-3)
+            g = safe_get_full_grad(p)
+            grads.append(torch.zeros(self.ascent.shadow[len(grads)].shape) if g is None else -g.detach().float().clone())
+        self.engine.optimizer.zero_grad()  # the BT gradients must not accumulate onto J's
+        self.engine.set_gradient_accumulation_boundary(None)  # back to the engine's own micro-step count
+        delta = self.ascent.delta(grads)
+        saved = []
+        with torch.no_grad():
+            for p, d in zip(params, delta, strict=True):
+                with gathered_param(p, self.zero_stage):  # ZeRO-3: rank 0's write is scattered back
+                    if self.zero_stage == 0:
+                        saved.append(p.detach().clone())
+                    p.data.add_(d.to(p.dtype))
+            if self.metarm.variant == "alternating" and self.zero_stage > 0:
+                for p, d in zip(params, delta, strict=True):
+                    safe_set_full_fp32_param(p, safe_get_full_fp32_param(p) + d)
+        stats = {"metarm/J": j_total, "metarm/delta_norm": float(torch.linalg.vector_norm(torch.stack([d.norm() for d in delta])))}
+        if self.metarm.variant == "alternating" or self.zero_stage > 0:
+            return None, stats
+
+        def restore():
+            with torch.no_grad():
+                for p, t in zip(params, saved, strict=True):
+                    p.copy_(t)
+
+        return restore, stats
+
+    def _grad_norm(self) -> float:
+        """The global gradient norm before clipping. ZeRO 1-3 engines compute it in their step; a ZeRO-0 engine with
+        a client optimizer keeps none, so it is computed here, before the step (every rank holds all gradients)."""
+        if self.zero_stage == 0:
+            grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+            return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        return math.nan  # read after the step, below
 
     def score(self, indices: list[int], batch_size: int) -> tuple[list[float], list[float]]:
         """Rewards of chosen and rejected for these pairs (eval mode: no dropout)."""
@@ -107,6 +198,6 @@ class RMLearnerActor(NodePrecision):
 
 def make_rm_learner_group(rm: RMConfig, world_size: int, resources, init_dir: str, from_lm: bool, total_steps: int,
                           pairs_ref, zero_stage: int = 2, seed: int = 0, mixed_precision: str = "auto",
-                          name: str = "rm-learner", **group_kwargs) -> ActorGroup:
+                          metarm: MetaRMConfig | None = None, name: str = "rm-learner", **group_kwargs) -> ActorGroup:
     return start_deepspeed_group(RMLearnerActor, world_size, resources, str(init_dir), from_lm, rm, total_steps, pairs_ref,
-                                 zero_stage, seed, mixed_precision, name=name, **group_kwargs)
+                                 zero_stage, seed, mixed_precision, metarm, name=name, **group_kwargs)

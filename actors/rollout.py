@@ -25,7 +25,7 @@ class RolloutActor(NodePrecision):
         """Policy weights as one safetensors blob; Ray hands every actor the same object-store copy."""
         self.engine.load_weights_blob(blob)
 
-    def init_weight_group(self, addr: str, port: int, rank_offset: int, world_size: int) -> None:
+    def join_weight_group(self, addr: str, port: int, rank_offset: int, world_size: int) -> None:
         """Join the learner's weight-broadcast group (blocks until every member has joined)."""
         self.engine.init_weight_group(addr, port, rank_offset, world_size)
 

@@ -2,13 +2,11 @@
 
 import argparse
 import logging
-import os
 import sys
 
-# Nothing is fetched from a hub at run time, and local Ray needs no auth token.
-for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                   "RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}.items():
-    os.environ.setdefault(key, value)
+from rlhf_ray.environment import apply_defaults
+
+apply_defaults()  # before transformers or Ray are imported
 
 log = logging.getLogger("rlhf_ray")
 

@@ -1,7 +1,6 @@
 """Start or join a Ray cluster, with errors that say what went wrong."""
 
 import logging
-import os
 import socket
 
 import ray
@@ -9,6 +8,7 @@ import ray
 from actors.group import ActorGroup
 from rlhf_ray.config import ClusterConfig
 from rlhf_ray.device import Precision
+from rlhf_ray.environment import apply_defaults, worker_env
 
 log = logging.getLogger("rlhf_ray.cluster")
 
@@ -17,14 +17,15 @@ def init_ray(cfg: ClusterConfig) -> None:
     """Local Ray when cfg.address is None (token auth off, no dashboard), else connect to cfg.address."""
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    apply_defaults()
+    runtime_env = {"env_vars": worker_env()}  # every worker of the job, on every node
     if cfg.address is None:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True, runtime_env=runtime_env)
         log.info("started a local Ray: %s", ray.cluster_resources())
         return
     probe_address(cfg.address)
     try:
-        ray.init(address=cfg.address, log_to_driver=True)
+        ray.init(address=cfg.address, log_to_driver=True, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConnectionError(
             f"cannot reach the Ray cluster at cluster.address={cfg.address!r} ({e}); "

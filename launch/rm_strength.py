@@ -23,6 +23,7 @@ from rlhf_ray.config import Config
 from rlhf_ray.device import announce_precision, resolve_precision
 from rlhf_ray.progress import Progress
 from rlhf_ray.run_dir import seed_everything
+from rlhf_ray.training.rm_data import RMData, prepare_rm_data, total_steps
 from rlhf_ray.training.strength_report import (
     annotated_rows,
     format_groups,
@@ -32,7 +33,7 @@ from rlhf_ray.training.strength_report import (
 )
 
 from .cluster import init_ray, report_node_precision
-from .rm_jobs import RMData, RMJob, prepare_rm_data, score_pairs, total_steps, train_side_by_side
+from .rm_jobs import RMJob, score_pairs, train_side_by_side
 
 log = logging.getLogger("rlhf_ray.strength")
 
@@ -75,7 +76,8 @@ def run_strength(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict
     cfg = cfg.model_copy(update={"rm": cfg.rm.model_copy(update={
         "flip": False, "soft_label": False, "adaptive_margin": False, "label_smoothing": 0.0,
         "contrastive": cfg.rm.contrastive.model_copy(update={"method": "none"})})})
-    data = prepare_rm_data(cfg, run_dir, denoise=False)
+    data = prepare_rm_data(cfg, denoise=False)
+    (run_dir / "data_report.json").write_text(json.dumps(data.reports, indent=1))
     n_train = len(data.train_rows)
     steps = total_steps(n_train, cfg.rm, "strength members")
     if steps < n_train // cfg.rm.batch_size:

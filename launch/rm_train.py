@@ -10,16 +10,18 @@ from pathlib import Path
 
 import ray
 
+from actors.group import ActorGroup
 from actors.rm_learner import make_rm_learner_group
-from rlhf_ray.config import Config, ConfigError
+from rlhf_ray.config import Config, ConfigError, RMConfig
 from rlhf_ray.device import Precision, announce_precision
 from rlhf_ray.metrics import MetricsLogger
 from rlhf_ray.progress import Progress
 from rlhf_ray.run_dir import seed_everything
+from rlhf_ray.training.rm_data import RMData, prepare_rm_data, total_steps
 from rlhf_ray.training.rm_eval import rm_eval_metrics
 
 from .cluster import init_ray, report_node_precision
-from .rm_jobs import RMJob, prepare_rm_data, score_pairs, total_steps, train_side_by_side
+from .rm_jobs import RMJob, score_pairs, train_side_by_side
 
 log = logging.getLogger("rlhf_ray.rm")
 
@@ -30,7 +32,8 @@ def reward_model_save_dir(cfg: Config, run_dir: Path) -> Path:
 
 
 def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precision: Precision | None = None) -> dict:
-    """Train an RM as configured on learner.world_size ranks; save it in HF format; return the final metrics.
+    """`rm train`: an RM trained as configured on a group of learner.world_size ranks that lives for this call; owns
+    Ray, the group and the files (data report, metrics, checkpoints, the HF RM, summary.json). Returns the summary.
 
     precision: the caller's resolved model.mixed_precision when it has logged it already (train runs an RM first)."""
     rm, learner = cfg.rm, cfg.learner
@@ -39,24 +42,42 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
                           f"({rm.micro_batch_size} x {learner.world_size}): every rank runs the same micro-batches")
     seed_everything(cfg.run.seed)
     precision = precision or announce_precision(cfg.model.mixed_precision)  # each rank decides again for its own node
-    data = prepare_rm_data(cfg, run_dir)
+    data = prepare_rm_data(cfg)
+    (run_dir / "data_report.json").write_text(json.dumps(data.reports, indent=1))
     steps = total_steps(len(data.train_rows), rm)
     init_ray(cfg.cluster)
     group = make_rm_learner_group(rm, learner.world_size, learner.resources, data.init_dir, data.from_lm, steps,
                                   ray.put(data.pairs), learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                   timeout_s=cfg.cluster.placement_timeout_s)
+    metrics = MetricsLogger(run_dir)
     try:  # on any error too: free the group (and its GPUs)
         report_node_precision(precision, group)
-        return _train(cfg, run_dir, data, group, steps, show_progress)
+        t_start = time.perf_counter()
+        results = train_rm(group, data, rm, cfg.run.seed, steps, on_row=metrics.log, show_progress=show_progress,
+                           log_every=cfg.run.log_every,
+                           on_save=lambda step: save_checkpoint(group, run_dir, step, cfg.run.keep_checkpoints))
+        save_dir = reward_model_save_dir(cfg, run_dir)
+        group.run("save", str(save_dir))
     finally:
+        metrics.close()
         group.kill()
+    log.info("reward model saved to %s", save_dir)
+    summary = {"steps": steps, "train_pairs": len(data.train_rows), "eval_pairs": len(data.eval_rows),
+               "train_seconds": round(time.perf_counter() - t_start, 1), "denoise": data.denoise, **results,
+               "reward_model": str(save_dir)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
 
 
-def _train(cfg: Config, run_dir: Path, data, group, steps: int, show_progress: bool) -> dict:
-    rm = cfg.rm
-    job = RMJob("rm", group, data.train_index, rm, cfg.run.seed, steps)
-    metrics = MetricsLogger(run_dir)
-    t_start = time.perf_counter()
+def train_rm(group: ActorGroup, data: RMData, rm: RMConfig, seed: int, steps: int, on_row=None, on_save=None,
+             show_progress: bool = True, log_every: int = 1, meta: list[list[list[int]]] | None = None,
+             meta_batch: int = 16) -> dict:
+    """Train the RM held by a live RM learner group for `steps` optimizer steps over data's train pairs (a seeded
+    order), with held-out evals every rm.eval_every steps, at the end and (rm.eval_at_start) before the first step.
+    Writes no files: on_row(step, row) gets the metric rows, on_save(step) is called every rm.save_every steps.
+    meta (a group set up with metarm): MetaRM steps on meta_batch of these prompts each (see RMJob).
+    Returns the last eval's metrics."""
+    job = RMJob("rm", group, data.train_index, rm, seed, steps, meta, meta_batch)
 
     def evaluate(step: int) -> dict:
         t0 = time.perf_counter()
@@ -69,7 +90,8 @@ def _train(cfg: Config, run_dir: Path, data, group, steps: int, show_progress: b
     results = {}
     if rm.eval_at_start:  # step 0: the untrained head, the baseline of the eval curve
         results = evaluate(0)
-        metrics.log(0, results)
+        if on_row:
+            on_row(0, results)
         log.info("step 0: %s", _fmt(results))
     progress = Progress(steps, "rm train", logger=log, bar=show_progress)
 
@@ -81,25 +103,15 @@ def _train(cfg: Config, run_dir: Path, data, group, steps: int, show_progress: b
             progress.exclude(results.get("eval/seconds", 0.0))  # the eval reports its own progress
             row |= results
             log.info("step %d: %s", step, _fmt(results))
-        if rm.save_every and step % rm.save_every == 0 and not job.done:
-            save_checkpoint(group, run_dir, step, cfg.run.keep_checkpoints)
-        if step % cfg.run.log_every == 0 or "eval/accuracy" in row:
-            metrics.log(step, row)
+        if on_save and rm.save_every and step % rm.save_every == 0 and not job.done:
+            on_save(step)
+        if on_row and (step % log_every == 0 or "eval/accuracy" in row):
+            on_row(step, row)
         progress.update(1, loss=row["train/loss"], acc=row["train/accuracy"], tokens_per_s=round(row["perf/tokens_per_s"]))
 
-    try:
-        train_side_by_side([job], on_step)
-        progress.close()
-        save_dir = reward_model_save_dir(cfg, run_dir)
-        group.run("save", str(save_dir))
-    finally:
-        metrics.close()
-    log.info("reward model saved to %s", save_dir)
-    summary = {"steps": job.step, "train_pairs": len(data.train_rows), "eval_pairs": len(data.eval_rows),
-               "train_seconds": round(time.perf_counter() - t_start, 1), "denoise": data.denoise, **results,
-               "reward_model": str(save_dir)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    train_side_by_side([job], on_step)
+    progress.close()
+    return results
 
 
 def save_checkpoint(group, run_dir: Path, step: int, keep: int) -> None:

@@ -1,13 +1,9 @@
-import os
 
 import pytest
 
-# Nothing may come from a hub; keep caches and sockets inside the test session.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from rlhf_ray.environment import apply_defaults
+
+apply_defaults()  # nothing may come from a hub; no Ray auth token
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +34,21 @@ def tiny_rm_dir(tiny_model_dir, tmp_path_factory):
     reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def ppo_config(tiny_model_dir, tmp_path):
+    """A PPO config on the tiny model for this test's tmp folder: ppo_config(run_name, *overrides). 2 vLLM
+    RolloutActors, a ZeRO-2 learner group of 2, 8 prompts x 4 samples per iteration."""
+    from rlhf_ray.config import load_config
+
+    def build(name: str, *extra: str):
+        return load_config(None, [
+            f"model.policy={tiny_model_dir}", f"run.output_dir={tmp_path}/runs", f"run.name={name}",
+            "rollout.num_actors=2", "rollout.max_model_len=160", "rollout.max_new_tokens=16", "rollout.n_samples=4",
+            "rollout.kv_cache_gib=0.5", "rollout.resources.num_cpus=1", "reward.resources.num_cpus=0.5",
+            "learner.world_size=2", "learner.zero_stage=2", "learner.micro_batch_size=8", "learner.resources.num_cpus=1",
+            "ppo.prompts_per_iteration=8", "data.max_pairs=64", *extra,
+        ])
+
+    return build

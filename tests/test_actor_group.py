@@ -7,13 +7,13 @@ import pytest
 import ray
 import torch
 
-from actors.group import ActorDiedError, ActorGroup, split_evenly
+from actors.group import ActorDiedError, ActorGroup, ZeroShards, split_evenly
 from actors.reward import RewardActor
 from launch.cluster import report_node_precision
 from rlhf_ray.config import ResourceSpec
 from rlhf_ray.device import FLAGS_ENV, resolve_precision
 from rlhf_ray.models import load_reward_model, load_tokenizer, reward_model_from_lm, score_sequences
-from rlhf_ray.weight_sync import pack_state_dict
+from rlhf_ray.weight_codec import pack_state_dict
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
 
@@ -35,6 +35,18 @@ class Echo:
 def test_split_evenly():
     assert split_evenly(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert split_evenly([1], 3) == [[1], [], []]
+
+
+def test_zero_shards_give_every_rank_the_same_micro_batches():
+    shards = ZeroShards.split(11, 3, 2)  # 4, 4, 3 rows -> 2 micro-batches of 2 each
+    assert shards.rows == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]] and shards.micro_batches == 2
+    assert [shards.padded(r) for r in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 8]]
+    assert shards.unpad([["a"] * 4, ["b"] * 4, ["c", "d", "e", "f"]]) == [["a"] * 4, ["b"] * 4, ["c", "d", "e"]]
+    assert shards.unpad([{"x": [1, 2, 3, 4]}] * 3)[2] == {"x": [1, 2, 3]}
+    few = ZeroShards.split(1, 2, 4)  # a rank without rows still runs the collective micro-batch, on row 0
+    assert few.padded(1) == [0, 0, 0, 0] and few.unpad([[7] * 4, [7] * 4]) == [[7], []]
+    with pytest.raises(ValueError):
+        ZeroShards.split(0, 2, 4)
 
 
 def test_group_calls_all_and_gathers_in_rank_order(ray_local):

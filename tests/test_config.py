@@ -81,3 +81,14 @@ def _fields(model: type[BaseModel], prefix=""):
 def test_every_option_is_documented():
     undocumented = [name for name, field in _fields(Config) if not field.description]
     assert not undocumented
+
+
+def test_every_registry_choice_in_the_config_is_registered_and_the_reverse():
+    from typing import get_args
+
+    from rlhf_ray.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, POLICY_LOSSES
+    from rlhf_ray.config.schema import PPOConfig
+
+    for field, registry in (("advantage_estimator", ADVANTAGE_ESTIMATORS), ("policy_loss", POLICY_LOSSES),
+                            ("kl_estimator", KL_ESTIMATORS)):
+        assert set(get_args(PPOConfig.model_fields[field].annotation)) == set(registry), field

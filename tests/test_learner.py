@@ -3,24 +3,23 @@
 import pytest
 import torch
 
+from actors.group import ZeroShards
 from actors.learner import make_learner_group
 from rlhf_ray.config import LearnerConfig, PPOConfig
 from rlhf_ray.models import load_policy
 from rlhf_ray.ppo.advantages import compute_targets
 from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs
-from rlhf_ray.weight_sync import unpack_state_dict
+from rlhf_ray.weight_codec import unpack_state_dict
 
 GOOD = 42
 
 
-def shard(batch: dict, parts: int) -> list[dict]:
-    n = batch["input_ids"].shape[0]
-    bounds = [round(i * n / parts) for i in range(parts + 1)]
-    return [{k: v[bounds[i] : bounds[i + 1]] for k, v in batch.items()} for i in range(parts)]
+def run(group, method: str, batch: dict, shards: ZeroShards) -> list:
+    return group.run_zero_shards(method, batch, shards, timeout_s=180)
 
 
-def gather(shards: list[dict]) -> dict:
-    return {k: torch.cat([s[k] for s in shards]) for k in shards[0]}
+def gather(parts: list[dict]) -> dict:
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
@@ -36,11 +35,15 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
     responses = [[GOOD] if i % 2 == 0 else [50 + i] for i in range(16)]
     ids, attn, act = make_sequences([prompt] * 16, responses, pad_id=0)
     batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act}
-    exp = gather(group.gather([a.experience.remote(s) for a, s in zip(group.actors, shard(batch, 2))]))
-    # Uneven shards (5 and 11 rows: 2 and 3 micro-batches): under ZeRO-3 the short rank pads its forwards, no hang.
-    uneven = [{k: v[:5] for k, v in batch.items()}, {k: v[5:] for k, v in batch.items()}]
-    exp_uneven = gather(group.gather([a.experience.remote(s, 3) for a, s in zip(group.actors, uneven)], timeout_s=120))
-    assert torch.allclose(exp_uneven["old_logprobs"], exp["old_logprobs"], atol=1e-5)
+    even = ZeroShards.split(16, 2, 4)
+    exp = gather(even.unpad(run(group, "experience", batch, even)))
+    # Uneven shards (8 and 7 rows of 15): the short rank cycles its own rows, so under ZeRO-3 both run 2 micro-batches
+    # (no hang), and the padded rows' results are dropped.
+    uneven = ZeroShards.split(15, 2, 4)
+    assert uneven.padded(1) == [8, 9, 10, 11, 12, 13, 14, 8]
+    part = {k: v[:15] for k, v in batch.items()}
+    exp_uneven = gather(uneven.unpad(run(group, "experience", part, uneven)))
+    assert torch.allclose(exp_uneven["old_logprobs"], exp["old_logprobs"][:15], atol=1e-5)
     scores = torch.tensor([1.0 if r == [GOOD] else -1.0 for r in responses])
     t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], act, ppo, 0.0, None)
     full = batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"], "advantages": t.advantages,
@@ -51,7 +54,7 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
         before = sequence_logprobs(policy, ids[:1], attn[:1])[0, len(prompt) - 1].item()
     assert exp["old_logprobs"][0, len(prompt) - 1].item() == pytest.approx(before, abs=1e-4)
 
-    stats = group.gather([a.ppo_update.remote(s) for a, s in zip(group.actors, shard(full, 2))])
+    stats = [r["stats"] for r in run(group, "ppo_update", full, even)]
     assert stats[0]["ppo_steps"] == stats[1]["ppo_steps"] == 4  # 8 rows per rank / 4 per step * 2 epochs
     blobs = group.run("export_weights")
     assert blobs[1] is None
@@ -67,7 +70,7 @@ def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_mode
     hf = load_policy(tmp_path / "policy").state_dict()  # the HF folder: ZeRO-3 shards gathered before writing
     assert all(torch.equal(hf[k], v) for k, v in unpack_state_dict(blobs[0]).items())
     for g in (group, restored):
-        g.gather([a.ppo_update.remote(s) for a, s in zip(g.actors, shard(full, 2))])
+        run(g, "ppo_update", full, even)
     a, b = (unpack_state_dict(g.run("export_weights")[0]) for g in (group, restored))
     assert all(torch.equal(a[k], b[k]) for k in a)
     group.kill()

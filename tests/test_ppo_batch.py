@@ -77,3 +77,21 @@ def test_compute_targets_clips_the_normalised_score():
     cfg = PPOConfig(reward_norm="none", reward_clip=0.8, whiten_advantages=False)
     t = compute_targets(torch.tensor([5.0, -5.0]), z, z, z, mask, cfg, kl_coef=0.0, moments=None)
     assert t.scores.tolist() == pytest.approx([0.8, -0.8])
+
+
+def test_iteration_metrics_by_hand():
+    from rlhf_ray.ppo.metrics import iteration_metrics
+
+    mask = torch.tensor([[0, 1, 1], [0, 1, 0]])
+    returns = torch.tensor([[9.0, 1.0, 2.0], [9.0, 3.0, 9.0]])
+    stats = [{"policy_loss": 1.0, "ppo_steps": 2}, {"policy_loss": 3.0, "ppo_steps": 2}]
+    row = iteration_metrics(torch.tensor([1.0, 3.0]), [2, 4], ["stop", "length"], kl=0.5, kl_coef=0.1, returns=returns,
+                            action_mask=mask, learner_stats=stats, seconds={"rollout": 2.0, "learn": 4.0},
+                            learn_tokens=20.0, buffer_rows=1)
+    assert row["reward/mean"] == 2.0 and row["reward/std"] == pytest.approx(2**0.5)
+    assert row["response/length"] == 3.0 and row["response/stop_frac"] == 0.5
+    assert row["return/mean"] == 2.0  # (1 + 2 + 3) / 3 response tokens
+    assert row["ppo/policy_loss"] == 2.0 and row["ppo/ppo_steps"] == 2
+    assert row["buffer/rows"] == 1 and row["buffer/dropped"] == 1
+    assert row["perf/rollout_tokens_per_s"] == 3.0 and row["perf/learn_tokens_per_s"] == 5.0
+    assert row["time/rollout_s"] == 2.0 and row["kl/mean"] == 0.5 and row["kl/coef"] == 0.1

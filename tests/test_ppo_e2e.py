@@ -3,7 +3,6 @@
 import pytest
 
 from launch.driver import run_ppo
-from rlhf_ray.config import load_config
 from rlhf_ray.metrics import read_metrics
 from rlhf_ray.run_dir import prepare_run_dir
 
@@ -14,18 +13,8 @@ FIELDS = ["reward/mean", "reward/std", "kl/mean", "kl/coef", "response/length", 
           "time/sync_s", "perf/rollout_tokens_per_s", "perf/learn_tokens_per_s"]
 
 
-def config(tiny_model_dir, tmp_path, name, *extra):
-    return load_config(None, [
-        f"model.policy={tiny_model_dir}", f"run.output_dir={tmp_path}/runs", f"run.name={name}",
-        "rollout.num_actors=2", "rollout.max_model_len=160", "rollout.max_new_tokens=16", "rollout.n_samples=4",
-        "rollout.kv_cache_gib=0.5", "rollout.resources.num_cpus=1", "reward.resources.num_cpus=0.5",
-        "learner.world_size=2", "learner.zero_stage=2", "learner.micro_batch_size=8", "learner.resources.num_cpus=1",
-        "ppo.prompts_per_iteration=8", "data.max_pairs=64", *extra,
-    ])
-
-
-def test_two_iterations_with_a_reward_model_log_every_field(ray_local, tiny_model_dir, tiny_rm_dir, tmp_path):
-    cfg = config(tiny_model_dir, tmp_path, "e2e", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "sync.transport=collective",
+def test_two_iterations_with_a_reward_model_log_every_field(ray_local, ppo_config, tiny_rm_dir):
+    cfg = ppo_config("e2e", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "sync.transport=collective",
                  "cluster.colocate=true")  # rollout i and reward i on one bundle
     run_dir = prepare_run_dir(cfg)
     run_ppo(cfg, run_dir, show_progress=False)
@@ -36,9 +25,9 @@ def test_two_iterations_with_a_reward_model_log_every_field(ray_local, tiny_mode
         assert not missing, f"iteration {row['step']} lacks {missing}"
 
 
-def test_ppo_raises_a_programmatic_reward(ray_local, tiny_model_dir, tmp_path):
+def test_ppo_raises_a_programmatic_reward(ray_local, ppo_config):
     targets = list(range(256))  # half the vocabulary: a random policy starts near 0.5
-    cfg = config(tiny_model_dir, tmp_path, "learn", "reward.function=rlhf_ray.rewards:target_token_fraction",
+    cfg = ppo_config("learn", "reward.function=rlhf_ray.rewards:target_token_fraction",
                  f"reward.function_kwargs={{target_ids: {targets}}}", "ppo.iterations=8", "learner.actor_lr=1e-2",
                  "learner.critic_lr=2e-3", "ppo.kl_coef=0.0", "ppo.reward_norm=none", "rollout.temperature=1.0",
                  "rollout.top_p=1.0", "rollout.repetition_penalty=1.0", "learner.ppo_epochs=4")
@@ -48,11 +37,11 @@ def test_ppo_raises_a_programmatic_reward(ray_local, tiny_model_dir, tmp_path):
     assert end > start + 0.1, rewards
 
 
-def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, tiny_model_dir, tmp_path, caplog):
+def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, ppo_config, caplog):
     caplog.set_level("INFO", logger="rlhf_ray")
     rm = ["rm.max_steps=2", "rm.batch_size=4", "rm.micro_batch_size=2", "rm.warmup_steps=0", "data.max_eval_pairs=8",
           "run.checkpoint_every=1"]
-    cfg = config(tiny_model_dir, tmp_path, "auto_rm", "ppo.iterations=1", *rm)
+    cfg = ppo_config("auto_rm", "ppo.iterations=1", *rm)
     run_dir = prepare_run_dir(cfg)
     run_ppo(cfg, run_dir, show_progress=False)
     assert (run_dir / "rm" / "reward_model" / "config.json").exists()
@@ -61,7 +50,7 @@ def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, ti
     assert "rm eval at step 0: 8/8 pairs" in caplog.text and "rm train: 2/2 steps (100%)" in caplog.text
     assert "model.mixed_precision=auto -> " in caplog.text  # the precision and its reason, logged at start
 
-    cfg = config(tiny_model_dir, tmp_path, "auto_rm", "ppo.iterations=2", *rm)
+    cfg = ppo_config("auto_rm", "ppo.iterations=2", *rm)
     history = run_ppo(cfg, prepare_run_dir(cfg), show_progress=False, resume=True)
     assert len(history) == 1  # iteration 2 only
     assert "reusing the reward model" in caplog.text

@@ -13,7 +13,7 @@ import torch
 from rlhf_ray.models import load_policy, load_tokenizer
 from rlhf_ray.rollout import Rollouts, SamplingParams, concat, make_engine
 from rlhf_ray.rollout.hf_engine import HFEngine
-from rlhf_ray.weight_sync import pack_state_dict, unpack_state_dict
+from rlhf_ray.weight_codec import pack_state_dict, unpack_state_dict
 
 # float32 on both sides; the kernels differ (vLLM CPU attention vs HF eager), so not bit-equal.
 LOGPROB_ATOL = 1e-4

@@ -6,6 +6,7 @@ from .schema import (
     DataConfig,
     FieldMap,
     LearnerConfig,
+    MetaRMConfig,
     ModelConfig,
     PPOConfig,
     ResourceSpec,
@@ -17,6 +18,6 @@ from .schema import (
 )
 
 __all__ = [
-    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "FieldMap", "LearnerConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
+    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
     "dump_config", "load_config",
 ]

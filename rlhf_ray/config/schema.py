@@ -139,9 +139,28 @@ class StrengthConfig(Section):
     output: str | None = Field(None, description="Annotated JSONL path (None: <run folder>/strength.jsonl).")
 
 
+class MetaRMConfig(Section):
+    """The MetaRM step (ALGORITHMS.md §2.2; paper values from MRM Implementation Details). alpha is rm.lr."""
+
+    variant: Literal["restored", "alternating"] = Field(
+        "restored", description="CHOICE (§6.7): restored = Adam ascent theta' = theta + Delta with its own optimizer state, "
+        "BT gradient at theta', theta restored, main AdamW steps theta; alternating = no restore (main AdamW steps theta')."
+    )
+    meta_lr: float = Field(5e-6, gt=0, description="eta, the ascent step on J (MRM: 5e-6, like alpha).")
+    k: int = Field(5, ge=2, description="Policy responses sampled per meta prompt (MRM: 5).")
+    meta_batch_prompts: int = Field(16, ge=1, description="Meta prompts per RM step: 16 x k sequences (CHOICE §2.2: 16 prompts).")
+    micro_prompts: int = Field(1, ge=1, description="Meta prompts per forward (k sequences each); gradients accumulate.")
+    adam_betas: tuple[float, float] | None = Field(None, description="Betas of the ascent's Adam (None: rm.adam_betas).")
+    adam_eps: float | None = Field(None, gt=0, description="Eps of the ascent's Adam (None: rm.adam_eps).")
+
+
 class PPOConfig(Section):
     """PPO constants; defaults from MOSS train_ppo_en.sh and TRL (ALGORITHMS.md §1.4, §4)."""
 
+    advantage_estimator: Literal["gae"] = Field("gae", description="Advantage estimator, by its name in "
+                                                "rlhf_ray.algorithms.ADVANTAGE_ESTIMATORS.")
+    policy_loss: Literal["ppo_clip"] = Field("ppo_clip", description="Policy loss, by its name in "
+                                             "rlhf_ray.algorithms.POLICY_LOSSES (clip, clip_high, dual_clip apply).")
     gamma: float = Field(1.0, ge=0, le=1, description="GAE discount (MOSS, TRL: 1).")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda (MOSS, TRL: 0.95).")
     clip: float = Field(0.2, gt=0, description="Policy ratio clip (lower side, and upper unless clip_high is set).")
@@ -149,7 +168,8 @@ class PPOConfig(Section):
     dual_clip: float | None = Field(None, gt=1, description="Dual-clip constant c > 1 for negative advantages (None: off).")
     value_clip: float | None = Field(0.2, gt=0, description="Value-loss clip around old values (None: unclipped).")
     loss_agg: Literal["token_mean", "seq_mean_token_mean"] = Field("token_mean", description="How token losses are averaged.")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward.")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward, by its "
+                                                    "name in rlhf_ray.algorithms.KL_ESTIMATORS.")
     kl_controller: Literal["fixed", "adaptive"] = Field("fixed", description="Fixed coefficient or Ziegler adaptive control.")
     kl_coef: float = Field(0.01, ge=0, description="KL weight beta (MOSS: 0.01; initial value when adaptive).")
     kl_target: float = Field(6.0, gt=0, description="Adaptive controller target KL (TRL: 6).")
@@ -240,6 +260,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     rm: RMConfig = Field(default_factory=RMConfig)
     strength: StrengthConfig = Field(default_factory=StrengthConfig)
+    metarm: MetaRMConfig = Field(default_factory=MetaRMConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

@@ -38,7 +38,8 @@ def compute_targets(
     mask = action_mask.to(values.dtype)
     shaped_scores = normalize_scores(scores.to(values.dtype), moments, cfg.reward_norm, cfg.reward_clip)
     rewards, kl = shape_token_rewards(shaped_scores, logprobs, ref_logprobs, mask, kl_coef, cfg.kl_estimator)
-    advantages, returns = ADVANTAGE_ESTIMATORS.get("gae")(rewards, values * mask, mask, cfg.gamma, cfg.lam)
+    advantages, returns = ADVANTAGE_ESTIMATORS.get(cfg.advantage_estimator)(rewards, values * mask, mask, cfg.gamma,
+                                                                            cfg.lam)
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, mask)
     return Targets(rewards, kl, advantages, returns, shaped_scores)

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..algorithms import clipped_value_loss, masked_mean, ppo_policy_loss
+from ..algorithms import POLICY_LOSSES, clipped_value_loss, masked_mean
 from ..config import LearnerConfig, PPOConfig
 from ..models import token_values
 from .batch import sequence_logprobs
@@ -13,8 +13,9 @@ def actor_loss(policy, mb: dict[str, torch.Tensor], ppo: PPOConfig, learner: Lea
     logprobs, entropy = sequence_logprobs(policy, mb["input_ids"], mb["attention_mask"], with_entropy=True,
                                           entropy_grad=learner.entropy_coef > 0, action_mask=mb["action_mask"])
     mask = mb["action_mask"]
-    loss, stats = ppo_policy_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, clip_low=ppo.clip,
-                                  clip_high=ppo.clip_high, dual_clip=ppo.dual_clip, agg=ppo.loss_agg)
+    policy_loss = POLICY_LOSSES.get(ppo.policy_loss)
+    loss, stats = policy_loss(logprobs, mb["old_logprobs"], mb["advantages"], mask, clip_low=ppo.clip,
+                              clip_high=ppo.clip_high, dual_clip=ppo.dual_clip, agg=ppo.loss_agg)
     entropy_mean = masked_mean(entropy, mask)
     # Entropy bonus keeps exploration alive when the reward pushes towards one answer.
     loss = loss - learner.entropy_coef * entropy_mean

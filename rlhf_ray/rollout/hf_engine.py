@@ -7,7 +7,7 @@ from transformers import GenerationConfig
 
 from ..device import torch_device
 from ..models import load_policy, load_tokenizer
-from ..weight_sync import make_weight_group, receive_state_dict, unpack_state_dict
+from ..weight_codec import make_weight_group, receive_state_dict, unpack_state_dict
 from .types import Rollouts, SamplingParams
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from ..device import accelerator
-from ..weight_sync import pack_state_dict
+from ..weight_codec import pack_state_dict
 from .types import Rollouts, SamplingParams
 
 EXTENSION = "rlhf_ray.rollout.worker_extension.WeightSyncExtension"

@@ -1,6 +1,6 @@
 """Methods vLLM mixes into each of its workers (LLM(worker_extension_cls=...)), called via llm.collective_rpc."""
 
-from ..weight_sync import make_weight_group, receive_state_dict, unpack_state_dict
+from ..weight_codec import make_weight_group, receive_state_dict, unpack_state_dict
 
 
 class WeightSyncExtension:

@@ -1,6 +1,5 @@
-"""Moving policy weights from the learner to rollout engines: a safetensors byte codec (object-store transport)
-and a bucketed broadcast over a standalone torch.distributed group (collective transport: gloo on CPU, NCCL on GPU).
-"""
+"""The weight codecs (core layer): a safetensors byte blob (object-store transport) and a bucketed broadcast over a
+standalone torch.distributed group (collective transport: gloo on CPU, NCCL on GPU). actors/weight_sync.py moves them."""
 
 from datetime import timedelta
 

@@ -1,0 +1,290 @@
+"""PPOTrainer: a PPO run's actors and driver state; step() is one RLHF iteration made of named phases.
+
+    rollout (RolloutActors) -> score (RewardActors) -> experience: log-probs, reference, values (LearnerGroup)
+    -> fill_buffer: KL-shaped rewards + GAE (core) into the replay buffer -> filter_buffer (a hook: SEAM, ...)
+    -> learn: PPO epochs on the buffer as it is now (LearnerGroup) -> sync: weights to the RolloutActors
+
+The actors live from start() to close(), so an outer loop (online rounds) can call step() again on the same actors.
+"""
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from ray.util.placement_group import remove_placement_group
+
+from actors.group import ActorGroup, ZeroShards, shared_placement_group
+from actors.learner import make_learner_group
+from actors.reward import RewardActor
+from actors.rollout import RolloutActor
+from actors.weight_sync import WeightSync
+from rlhf_ray.algorithms import make_kl_controller
+from rlhf_ray.config import Config
+from rlhf_ray.data import load_preferences, prompt_dataset
+from rlhf_ray.data.tokenize import render_prompt
+from rlhf_ray.device import announce_precision
+from rlhf_ray.metrics import MetricsLogger
+from rlhf_ray.models import load_tokenizer, reward_model_from_lm
+from rlhf_ray.models.assets import resolve_model
+from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
+from rlhf_ray.ppo.batch import make_sequences
+from rlhf_ray.ppo.metrics import iteration_metrics
+from rlhf_ray.ppo.replay_buffer import ReplayBuffer
+from rlhf_ray.rollout.types import Rollouts, SamplingParams, concat
+from rlhf_ray.run_dir import truncate_jsonl
+from rlhf_ray.training.checkpoint import save_hf_atomic
+
+from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
+from .cluster import init_ray, report_node_precision
+from .rm_train import reward_model_save_dir, run_rm_train
+
+log = logging.getLogger("rlhf_ray.ppo")
+
+# A buffer filter gets the filled buffer and the iteration and returns the rows to keep (positions into the buffer).
+BufferFilter = Callable[[ReplayBuffer, int], list[int]]
+
+
+class PhaseTimer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        t0 = time.perf_counter()
+        yield
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+
+
+class PPOTrainer:
+    def __init__(self, cfg: Config, run_dir: Path, show_progress: bool = True, buffer_filter: BufferFilter | None = None):
+        self.cfg, self.run_dir, self.show_progress, self.buffer_filter = cfg, Path(run_dir), show_progress, buffer_filter
+        p = cfg.ppo
+        self.state = DriverState(make_kl_controller(p.kl_controller, p.kl_coef, p.kl_target, p.kl_horizon))
+        self.rollout = self.reward = self.learner = self.shared_pg = self.weights = None
+        self.metrics = self.samples = None
+        self.rows_learned: list[int] = []  # row_id of every buffer row the last learn phase trained on
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self, checkpoint: Path | None = None) -> None:
+        """Prompts, the reward model (trained first when there is none), the actor groups and their weight sync;
+        with a checkpoint, the learners and the driver state continue from it."""
+        cfg = self.cfg
+        precision = announce_precision(cfg.model.mixed_precision)  # each actor decides again for its own node
+        rollout_precision = announce_precision(cfg.rollout.dtype, knob="rollout.dtype")
+        self.policy_dir = resolve_model(cfg.model.policy)
+        self.tokenizer = load_tokenizer(self.policy_dir)
+        self.prompts = prompt_token_ids(cfg, self.tokenizer)
+        log.info("%d RL prompts", len(self.prompts))
+        init_ray(cfg.cluster)
+        # Before the PPO actors exist: RM training gets the machine.
+        reward_dir = train_or_reuse_reward_model(cfg, self.run_dir, self.show_progress, precision)
+        critic_dir = critic_init_dir(reward_dir, self.policy_dir, self.tokenizer, self.run_dir)
+
+        # colocate: RolloutActor i and RewardActor i share bundle i of one placement group (one node, one GPU).
+        timeout = cfg.cluster.placement_timeout_s
+        if cfg.cluster.colocate:
+            self.shared_pg = shared_placement_group([(cfg.rollout.resources, cfg.rollout.num_actors),
+                                                     (cfg.reward.resources, cfg.reward.num_actors)], "rollout+reward",
+                                                    timeout)
+        # On resume the RolloutActors load the checkpoint's HF policy, as vLLM loads any HF folder.
+        policy = checkpoint / "policy" if checkpoint else self.policy_dir
+        self.rollout = ActorGroup(RolloutActor, cfg.rollout.num_actors, cfg.rollout.resources, str(policy),
+                                  name="rollout", pg=self.shared_pg, engine=cfg.rollout.engine, dtype=cfg.rollout.dtype,
+                                  max_model_len=cfg.rollout.max_model_len, kv_cache_gib=cfg.rollout.kv_cache_gib,
+                                  seed=cfg.run.seed, timeout_s=timeout)
+        self.reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, reward_dir, name="reward",
+                                 pg=self.shared_pg, function=cfg.reward.function,
+                                 function_kwargs=cfg.reward.function_kwargs, mixed_precision=cfg.model.mixed_precision,
+                                 batch_size=cfg.reward.batch_size, timeout_s=timeout)
+        self.learner = make_learner_group(cfg.learner, cfg.ppo, self.policy_dir, critic_dir, cfg.run.seed,
+                                          cfg.model.mixed_precision, timeout_s=timeout)
+        report_node_precision(rollout_precision, self.rollout)
+        report_node_precision(precision, self.reward, self.learner)
+        self.weights = WeightSync(cfg.sync.transport, self.learner, [self.rollout], cfg.sync.bucket_mb)
+        self.weights.connect()
+        if checkpoint:
+            restore_ppo_checkpoint(checkpoint, cfg, self.state, self.learner)
+        # Rows newer than the checkpoint (or all rows, starting afresh) belong to iterations that will run again.
+        dropped = sum(truncate_jsonl(self.run_dir / f, self.state.iteration) for f in ("metrics.jsonl", "samples.jsonl"))
+        if dropped:
+            log.info("dropped %d metric/sample rows written after iteration %d", dropped, self.state.iteration)
+        self.metrics = MetricsLogger(self.run_dir, purge_step=self.state.iteration + 1)
+        if cfg.run.save_samples:
+            self.samples = open(self.run_dir / "samples.jsonl", "a", encoding="utf-8")
+        self.order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
+
+    def close(self) -> None:
+        """Free the actors and placement groups (a cluster outlives this driver); safe after a failed start."""
+        for handle in (self.metrics, self.samples):
+            if handle:
+                handle.close()
+        for group in (self.rollout, self.reward, self.learner):
+            if group:
+                group.kill()
+        if self.shared_pg:
+            remove_placement_group(self.shared_pg)
+
+    def checkpoint(self) -> Path:
+        t0 = time.perf_counter()
+        path = save_ppo_checkpoint(self.run_dir, self.cfg, self.state, self.learner, self.tokenizer)
+        log.info("checkpoint of iteration %d written in %.1f s", self.state.iteration, time.perf_counter() - t0)
+        return path
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self, iteration: int) -> dict[str, float]:
+        """One RLHF iteration; returns its metrics row (also written to metrics.jsonl and TensorBoard)."""
+        timer = PhaseTimer()
+        batch_index = self.next_prompts()
+        with timer("rollout"):
+            rollouts = self.generate(batch_index, iteration)
+        with timer("score"):
+            scores = self.score(rollouts)
+        batch = self.sequences(rollouts, batch_index)
+        with timer("experience"):
+            exp = self.experience(batch)
+        targets = self.fill_buffer(batch, exp, scores)
+        if self.buffer_filter:
+            with timer("filter"):
+                self.filter_buffer(iteration)
+        with timer("learn"):
+            stats, learn_tokens = self.learn()
+        with timer("sync"):
+            self.weights.sync()
+        # The KL controller and the counters move once the iteration is complete.
+        act = batch["action_mask"]
+        kl = mean_sequence_kl(targets.kl, act)
+        self.state.kl_ctl.update(kl, len(act))
+        self.state.iteration = iteration
+        row = iteration_metrics(scores, [len(r) for r in rollouts.response_ids], rollouts.finish_reasons, kl,
+                                self.state.kl_ctl.value, targets.returns, act, stats, timer.seconds, learn_tokens,
+                                len(self.state.buffer))
+        self.record(iteration, row, rollouts, batch_index, scores)
+        return row
+
+    def next_prompts(self) -> list[int]:
+        """This iteration's prompts (indices into self.prompts) from the seeded order; the cursor is checkpointed."""
+        n = self.cfg.ppo.prompts_per_iteration
+        batch_index = [self.order[(self.state.cursor + i) % len(self.order)] for i in range(n)]
+        self.state.cursor += n
+        return batch_index
+
+    def generate(self, batch_index: list[int], iteration: int) -> Rollouts:
+        """rollout.n_samples responses per prompt, the prompts spread over the RolloutActors (each its own seed)."""
+        seed = self.cfg.run.seed * 100003 + iteration * 101
+        parts = self.rollout.run_sharded("generate", [self.prompts[i] for i in batch_index],
+                                         rank_args=lambda rank: (sampling_params(self.cfg, seed + rank),))
+        return concat(parts)
+
+    def score(self, rollouts: Rollouts) -> torch.Tensor:
+        """The RM score of every (prompt, response), spread over the RewardActors."""
+        pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
+        return torch.tensor([s for part in self.reward.run_sharded("score", pairs) for s in part])
+
+    def sequences(self, rollouts: Rollouts, batch_index: list[int]) -> dict[str, torch.Tensor]:
+        """Right-padded prompt+response rows with their masks, a row_id and the prompt's index into self.prompts."""
+        ids, attn, act = make_sequences(rollouts.prompt_ids, rollouts.response_ids, self.tokenizer.pad_token_id)
+        return {"input_ids": ids, "attention_mask": attn, "action_mask": act, "row_id": torch.arange(len(ids)),
+                "prompt_index": torch.tensor([batch_index[i] for i in rollouts.prompt_index])}
+
+    def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Current-policy and reference log-probs and critic values, the rows sharded over the learner ranks."""
+        rows = {k: batch[k] for k in ("input_ids", "attention_mask", "action_mask")}
+        shards = ZeroShards.split(len(batch["input_ids"]), len(self.learner), self.cfg.learner.micro_batch_size)
+        parts = shards.unpad(self.learner.run_zero_shards("experience", rows, shards))
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def fill_buffer(self, batch: dict, exp: dict, scores: torch.Tensor):
+        """Per-token rewards (RM score at the last token, -beta*KL on every token), GAE advantages and returns; the
+        buffer then holds this iteration's experiences (on-policy: refilled every iteration)."""
+        t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], batch["action_mask"],
+                            self.cfg.ppo, self.state.kl_ctl.value, self.state.moments)
+        self.state.buffer.clear()
+        self.state.buffer.add(batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"],
+                                       "advantages": t.advantages, "returns": t.returns, "scores": scores})
+        return t
+
+    def filter_buffer(self, iteration: int) -> None:
+        """The buffer-filter hook: keep the rows the filter names (it sees the filled buffer)."""
+        before = len(self.state.buffer)
+        keep = self.buffer_filter(self.state.buffer, iteration)
+        if not keep:
+            raise ValueError(f"iteration {iteration}: the buffer filter kept no rows of {before}")
+        self.state.buffer.filter(keep)
+        log.info("iteration %d: the buffer filter kept %d of %d rows", iteration, len(keep), before)
+
+    def learn(self) -> tuple[list[dict], float]:
+        """PPO epochs on the learner group over the buffer as it is now (after any filter), sharded so that every rank
+        takes the same number of optimizer steps. Returns each rank's stats and the real tokens trained on."""
+        data = self.state.buffer.data
+        train = {k: v for k, v in data.items() if k not in ("scores", "prompt_index")}
+        shards = ZeroShards.split(len(self.state.buffer), len(self.learner), self.cfg.learner.micro_batch_size)
+        results = self.learner.run_zero_shards("ppo_update", train, shards)
+        self.rows_learned = sorted({r for res in results for r in res["rows"]})
+        return [res["stats"] for res in results], float(data["attention_mask"].sum())
+
+    def record(self, iteration: int, row: dict, rollouts: Rollouts, batch_index: list[int], scores: torch.Tensor) -> None:
+        """The metrics row, every sample, and a log line."""
+        self.metrics.log(iteration, row)
+        if self.samples:
+            for j in range(len(rollouts)):
+                self.samples.write(json.dumps({"step": iteration, "prompt_index": batch_index[rollouts.prompt_index[j]],
+                                               "score": scores[j].item(), "finish": rollouts.finish_reasons[j],
+                                               "response": rollouts.texts[j]}) + "\n")
+            self.samples.flush()
+        seconds = {k.removeprefix("time/").removesuffix("_s"): v for k, v in row.items() if k.startswith("time/")}
+        log.info("iter %d: reward %.4f, kl %.4f, len %.1f, %s", iteration, row["reward/mean"], row["kl/mean"],
+                 row["response/length"], ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+
+
+# ---------------------------------------------------------------------- what a run starts from
+def prompt_token_ids(cfg: Config, tokenizer) -> list[list[int]]:
+    """RL prompts of the configured preference set, rendered (chat template) and cut from the left to fit."""
+    prompts = prompt_dataset(load_preferences(cfg.data).train)
+    room = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
+    out = []
+    for row in prompts:
+        ids = tokenizer(render_prompt(tokenizer, row["prompt"], row["format"], cfg.data.chat_template),
+                        add_special_tokens=False)["input_ids"]
+        out.append(ids[-room:])
+    if not out:
+        raise ValueError("no RL prompts: the configured data gave no training pairs")
+    return out
+
+
+def sampling_params(cfg: Config, seed: int) -> SamplingParams:
+    r = cfg.rollout
+    return SamplingParams(n=r.n_samples, max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                          top_k=r.top_k, repetition_penalty=r.repetition_penalty, seed=seed)
+
+
+def train_or_reuse_reward_model(cfg: Config, run_dir: Path, show_progress: bool = True, precision=None) -> str | None:
+    """model.reward as given (None with reward.function); with neither, the run's own RM: reused from <run>/rm when
+    a complete one is there, else trained now (the rm section) on an RM learner group freed afterwards."""
+    if cfg.model.reward or cfg.reward.function:
+        return cfg.model.reward
+    rm_run = run_dir / "rm"
+    dest = reward_model_save_dir(cfg, rm_run)
+    if (dest / "config.json").exists():  # save_hf_atomic: a config.json means a complete save
+        log.info("reusing the reward model in %s", dest)
+        return str(dest)
+    log.info("no model.reward or reward.function: training a reward model first (rm section) into %s", dest)
+    rm_run.mkdir(parents=True, exist_ok=True)
+    summary = run_rm_train(cfg, rm_run, show_progress=show_progress, precision=precision)
+    log.info("reward model: eval accuracy %.4f on %d held-out pairs after %d steps", summary.get("eval/accuracy", math.nan),
+             summary["eval_pairs"], summary["steps"])
+    return summary["reward_model"]
+
+
+def critic_init_dir(reward_dir: str | None, policy_dir: Path, tokenizer, run_dir: Path) -> Path:
+    """The critic starts from the RM; with a programmatic reward, from the policy with a fresh value head."""
+    if reward_dir:
+        return Path(reward_dir)
+    out = run_dir / "critic_init"
+    if not (out / "config.json").exists():
+        save_hf_atomic(reward_model_from_lm(policy_dir, pad_token_id=tokenizer.pad_token_id), tokenizer, out)
+    return out

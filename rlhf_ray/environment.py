@@ -1,0 +1,23 @@
+"""The environment every rlhf_ray process runs with, set in one place: the CLI applies it to the driver, and
+init_ray hands it to every Ray worker through the job's runtime environment (workers on other nodes included)."""
+
+import os
+
+DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",  # nothing is fetched from a hub at run time
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "RAY_AUTH_MODE": "disabled",  # Ray 2.60 otherwise turns token auth on for local clusters
+    "TOKENIZERS_PARALLELISM": "false",  # tokenizers' threads deadlock after a fork
+}
+
+
+def apply_defaults() -> None:
+    """Set each default this process does not already set (a user's own value wins)."""
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def worker_env() -> dict[str, str]:
+    """The values workers get: this process's, after apply_defaults."""
+    return {key: os.environ.get(key, value) for key, value in DEFAULTS.items()}
