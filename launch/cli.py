@@ -62,6 +62,26 @@ def cmd_train(args) -> None:
           f"metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}")
 
 
+def cmd_eval(args) -> None:
+    from pathlib import Path
+
+    from launch.evaluate import format_result, run_eval
+    from rlhf_ray.config import dump_config
+    from rlhf_ray.run_dir import attach_log_file
+
+    if args.judge:
+        args.overrides = [*args.overrides, f"eval.judge={args.judge}"]
+    cfg = _config(args)
+    # Its own folder: an eval never writes into the training runs it compares.
+    slug = lambda spec: Path(spec).expanduser().resolve().name or "model"  # noqa: E731
+    out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "eval" / f"{slug(args.policy)}_vs_{slug(args.against)}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    attach_log_file(out)
+    print(format_result(run_eval(cfg, out, args.policy, args.against)))
+    print(f"written: {out / 'eval.json'}, {out / 'eval_samples.jsonl'}")
+
+
 def cmd_data_inspect(args) -> None:
     from rlhf_ray.data import load_preferences, prompt_dataset
 
@@ -101,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last complete checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("eval", help="two policies on the same held-out prompts, judged by a (gold) reward model")
+    p.add_argument("policy", help="policy A: a run folder (its latest checkpoint) or a model folder/asset")
+    p.add_argument("--against", required=True, help="policy B: a run folder or a model folder/asset (e.g. the SFT)")
+    p.add_argument("--judge", help="the judging RM folder (sets eval.judge)")
+    p.add_argument("-c", "--config", help="YAML config for the data, sampling and eval sections (default: defaults)")
+    p.add_argument("--out", help="output folder (default: <run.output_dir>/eval/<A>_vs_<B>)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. eval.prompts=50")
+    p.set_defaults(func=cmd_eval)
 
     rm = commands.add_parser("rm", help="reward-model commands").add_subparsers(dest="rm_command", required=True,
                                                                                 metavar="RM_COMMAND")

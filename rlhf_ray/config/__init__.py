@@ -4,6 +4,7 @@ from .schema import (
     Config,
     ContrastiveSection,
     DataConfig,
+    EvalConfig,
     FieldMap,
     LearnerConfig,
     MetaRMConfig,
@@ -18,6 +19,6 @@ from .schema import (
 )
 
 __all__ = [
-    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
+    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "EvalConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
     "dump_config", "load_config",
 ]

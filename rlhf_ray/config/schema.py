@@ -154,6 +154,17 @@ class MetaRMConfig(Section):
     adam_eps: float | None = Field(None, gt=0, description="Eps of the ascent's Adam (None: rm.adam_eps).")
 
 
+class EvalConfig(Section):
+    """`rlhf-ray eval`: two policies on the same held-out prompts, judged by a reward model (ALGORITHMS.md §6.8)."""
+
+    judge: str | None = Field(None, description="The judging RM (HF folder): the gold RM of a synthetic gold world; "
+                              "`--judge` sets it.")
+    prompts: int = Field(100, ge=1, description="Held-out prompts (data eval split, in order) each policy answers (MRM: 100).")
+    tie_margin: float = Field(0.0, ge=0, description="|score gap| at or below this is a tie (CHOICE: 0, equal scores only).")
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of the prompts for the intervals.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Interval coverage.")
+
+
 class PPOConfig(Section):
     """PPO constants; defaults from MOSS train_ppo_en.sh and TRL (ALGORITHMS.md §1.4, §4)."""
 
@@ -261,6 +272,7 @@ class Config(Section):
     rm: RMConfig = Field(default_factory=RMConfig)
     strength: StrengthConfig = Field(default_factory=StrengthConfig)
     metarm: MetaRMConfig = Field(default_factory=MetaRMConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
