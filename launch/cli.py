@@ -62,6 +62,18 @@ def cmd_train(args) -> None:
           f"metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}")
 
 
+def cmd_gold_build(args) -> None:
+    from launch.gold import run_gold_build
+
+    cfg, run_dir = _config_and_run_dir(args)
+    summary = run_gold_build(cfg, run_dir, show_progress=not args.no_progress)
+    print(f"gold RM: {summary['reward_model']} (held-out accuracy {summary.get('eval/accuracy', float('nan')):.4f} "
+          f"on {summary['eval_pairs']} pairs)")
+    print(f"gold labels: {summary['gold_labels']} ({summary['labeled_pairs']} pairs; the gold RM prefers the "
+          f"human-rejected response in {summary['gold_disagrees_with_human']:.1%})")
+    print(f"use: data.relabel_with={run_dir} for proxy RMs, eval --judge {summary['reward_model']}")
+
+
 def cmd_eval(args) -> None:
     from pathlib import Path
 
@@ -139,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(rm.add_parser("strength", help="preference strength from an RM ensemble: annotated JSONL, group analysis, plot"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_rm_strength)
+
+    gold = commands.add_parser("gold", help="synthetic gold world").add_subparsers(dest="gold_command", required=True,
+                                                                                  metavar="GOLD_COMMAND")
+    p = with_config(gold.add_parser("build", help="train the gold RM (rm section) and write its labels of every pair"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_gold_build)
 
     data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
                                                                             metavar="DATA_COMMAND")

@@ -33,6 +33,13 @@ def policy_dir(spec: str) -> Path:
     return resolve_model(spec)
 
 
+def gold_judge(relabel_with: str | None) -> str | None:
+    """The gold RM of a gold run folder that the data is relabeled with (it built the labels: it judges)."""
+    if relabel_with and (Path(relabel_with) / "reward_model").is_dir():
+        return str(Path(relabel_with) / "reward_model")
+    return None
+
+
 def held_out_prompts(cfg: Config) -> list[dict]:
     """The first eval.prompts distinct prompts of the data's held-out split (never trained on)."""
     rows = prompt_dataset(load_preferences(cfg.data).eval)
@@ -87,9 +94,11 @@ def judge_scores(cfg: Config, judge: str, prompts: list[dict], answers: list[lis
 def run_eval(cfg: Config, run_dir: Path, policy: str, against: str) -> dict:
     """Policy A (a run folder or a model) against policy B on held-out prompts, judged by eval.judge. Writes
     <run_dir>/eval.json (the comparison) and eval_samples.jsonl (every prompt, both answers, both scores)."""
-    if not cfg.eval.judge:
-        raise ConfigError("eval needs a judge: --judge RM_FOLDER or eval.judge=... (a gold RM, see ALGORITHMS.md §6.8)")
-    a_dir, b_dir, judge = policy_dir(policy), policy_dir(against), str(resolve_model(cfg.eval.judge))
+    judge = cfg.eval.judge or gold_judge(cfg.data.relabel_with)
+    if not judge:
+        raise ConfigError("eval needs a judge: --judge RM_FOLDER, eval.judge=..., or data.relabel_with=<gold run> "
+                          "(its reward_model judges; see ALGORITHMS.md §6.8)")
+    a_dir, b_dir, judge = policy_dir(policy), policy_dir(against), str(resolve_model(judge))
     prompts = held_out_prompts(cfg)
     log.info("eval: %s against %s on %d held-out prompts, judged by %s", a_dir, b_dir, len(prompts), judge)
     init_ray(cfg.cluster)

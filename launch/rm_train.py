@@ -6,6 +6,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -31,11 +32,14 @@ def reward_model_save_dir(cfg: Config, run_dir: Path) -> Path:
     return Path(cfg.rm.save_dir) if cfg.rm.save_dir else Path(run_dir) / "reward_model"
 
 
-def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precision: Precision | None = None) -> dict:
+def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precision: Precision | None = None,
+                 then: Callable[[ActorGroup, RMData], dict] | None = None) -> dict:
     """`rm train`: an RM trained as configured on a group of learner.world_size ranks that lives for this call; owns
     Ray, the group and the files (data report, metrics, checkpoints, the HF RM, summary.json). Returns the summary.
 
-    precision: the caller's resolved model.mixed_precision when it has logged it already (train runs an RM first)."""
+    precision: the caller's resolved model.mixed_precision when it has logged it already (train runs an RM first).
+    then(group, data): more work for the trained group before it is freed (gold build labels pairs); its dict joins
+    the summary."""
     rm, learner = cfg.rm, cfg.learner
     if rm.batch_size % (rm.micro_batch_size * learner.world_size):
         raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x learner.world_size "
@@ -58,13 +62,14 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
                            on_save=lambda step: save_checkpoint(group, run_dir, step, cfg.run.keep_checkpoints))
         save_dir = reward_model_save_dir(cfg, run_dir)
         group.run("save", str(save_dir))
+        extra = then(group, data) if then else {}
     finally:
         metrics.close()
         group.kill()
     log.info("reward model saved to %s", save_dir)
     summary = {"steps": steps, "train_pairs": len(data.train_rows), "eval_pairs": len(data.eval_rows),
                "train_seconds": round(time.perf_counter() - t_start, 1), "denoise": data.denoise, **results,
-               "reward_model": str(save_dir)}
+               "reward_model": str(save_dir), **extra}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -76,3 +76,11 @@ def test_eval_command_judges_two_policies_on_held_out_prompts(tiny_model_dir, ti
 def test_eval_without_a_judge_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
     assert main(["eval", str(tiny_model_dir), "--against", str(tiny_model_dir), f"run.output_dir={tmp_path}"]) == 2
     assert "eval needs a judge" in capsys.readouterr().err
+
+
+def test_a_gold_run_folder_in_relabel_with_is_the_default_judge(tmp_path):
+    from launch.evaluate import gold_judge
+
+    assert gold_judge(None) is None and gold_judge(str(tmp_path)) is None
+    (tmp_path / "reward_model").mkdir()
+    assert gold_judge(str(tmp_path)) == str(tmp_path / "reward_model")

@@ -16,7 +16,9 @@ from rlhf_ray.training.rm_loss import RMTrainModule, rm_micro_batch_loss
 
 STEPS = 2
 RM = RMConfig(lr=2e-3, batch_size=8, micro_batch_size=2, warmup_steps=0, lr_schedule="constant_with_warmup",
-              grad_clip=None, adam_betas=(0.9, 0.95), adam_eps=1e-6)
+              grad_clip=None, adam_betas=(0.9, 0.95), adam_eps=1e-4)
+# eps 1e-4: Adam's g / (|g| + eps) turns float noise in near-zero gradients (summation order differs between one
+# process and a ZeRO group) into whole-size steps when eps is tiny; 1e-4 bounds that noise, real steps stay large.
 
 
 def random_sequences(n: int, rng: random.Random, eos: int, vocab: int = 200) -> list[list[int]]:
@@ -74,9 +76,10 @@ def test_metarm_steps_on_a_group_of_2_equal_the_reference(ray_local, tiny_rm_dir
     worst, typical = errors.max().item(), errors.mean().item()
     moved = max((want[k] - start[k]).abs().max().item() for k in want)
     meta_effect = max((want[k] - vanilla[k]).abs().max().item() for k in want)
-    # Every element agrees to float noise; Adam's g / (|g| + eps) turns that noise into ~1e-5 on the few elements
-    # whose gradients are near zero, still far below what a step moves (4e-3) and what the meta term changes (8e-3).
-    assert typical < 1e-7 and worst < 1e-4, (f"ZeRO-{zero_stage} {variant}: mean {typical:.1e}, max {worst:.1e} from "
-                                             f"the one-process MetaRM step ({moved=:.1e}, {meta_effect=:.1e})")
-    assert moved > 1e-3 and meta_effect > 1e-4  # the steps moved the RM, and the meta term changed where to
+    meta_mean = torch.cat([(want[k] - vanilla[k]).abs().flatten() for k in want]).mean().item()
+    # A wrong step (no restore, the gradient at theta, a missed rank) errs like the meta term itself, ~1e-3 on the
+    # mean element: the mean catches it; the max only bounds the rare near-zero-gradient elements.
+    assert typical < 3e-8 and worst < 5e-5, (f"ZeRO-{zero_stage} {variant}: mean {typical:.1e}, max {worst:.1e} from "
+                                             f"the one-process MetaRM step ({moved=:.1e}, {meta_effect=:.1e}, {meta_mean=:.1e})")
+    assert moved > 1e-3 and meta_mean > 1e-4  # the steps moved the RM, and the meta term changed where to
     assert all(r["metarm/J"] > 0 and r["metarm/delta_norm"] > 0 for r in rows)

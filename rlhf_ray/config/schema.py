@@ -54,6 +54,10 @@ class DataConfig(Section):
     split_seed: int = Field(0, description="Seed of the train/eval split (a hash of the group key), independent of run.seed.")
     max_pairs: int | None = Field(None, ge=1, description="Use at most this many train pairs (None: all).")
     max_eval_pairs: int | None = Field(None, ge=1, description="Use at most this many eval pairs (None: all).")
+    relabel_with: str | None = Field(
+        None, description="Gold labels (a `rlhf-ray gold build` run folder or its gold_labels.jsonl): every pair is "
+        "ordered by the gold RM's scores (a synthetic gold world); pairs it did not score are dropped and counted."
+    )
     chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template when it has one.")
 
 
@@ -158,7 +162,7 @@ class EvalConfig(Section):
     """`rlhf-ray eval`: two policies on the same held-out prompts, judged by a reward model (ALGORITHMS.md §6.8)."""
 
     judge: str | None = Field(None, description="The judging RM (HF folder): the gold RM of a synthetic gold world; "
-                              "`--judge` sets it.")
+                              "`--judge` sets it (None: <data.relabel_with>/reward_model when that is a gold run folder).")
     prompts: int = Field(100, ge=1, description="Held-out prompts (data eval split, in order) each policy answers (MRM: 100).")
     tie_margin: float = Field(0.0, ge=0, description="|score gap| at or below this is a tie (CHOICE: 0, equal scores only).")
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of the prompts for the intervals.")

@@ -9,6 +9,7 @@ from datasets import Dataset, Features, Value
 
 from ..config import DataConfig
 from .generic import make_generic_parser
+from .gold import load_gold_labels, relabel
 from .hh_rlhf import dialogue_to_messages, parse_hh_row, split_dialogues
 from .prompts import prompt_dataset
 from .reading import load_rows
@@ -64,6 +65,9 @@ def load_pairs(cfg: DataConfig) -> tuple[Dataset, list[LoadReport]]:
 
 def load_preferences(cfg: DataConfig) -> PreferenceData:
     pairs, reports = load_pairs(cfg)
+    if cfg.relabel_with:  # before the split: the split groups by prompt, which relabeling keeps
+        pairs, relabel_report = relabel(pairs, load_gold_labels(cfg.relabel_with), str(cfg.relabel_with))
+        reports.append(relabel_report)
     train, held = split_by_group(pairs, cfg.eval_fraction, cfg.split_seed)
     if cfg.max_pairs is not None:
         train = train.select(range(min(cfg.max_pairs, len(train))))

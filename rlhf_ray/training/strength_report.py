@@ -5,7 +5,6 @@ into one JSONL row per pair (mu_i, sigma_i and the raw member scores), reads tha
 methods, and produces the paper's analysis: per-group statistics, the sigma-vs-mu plot and a console table.
 """
 
-import hashlib
 import json
 import math
 import os
@@ -15,15 +14,10 @@ from pathlib import Path
 import torch
 
 from rlhf_ray.algorithms.preference_strength import preference_strength, strength_groups
+from rlhf_ray.data.pair_id import pair_id
 from rlhf_ray.data.report import DataError
 
 _LOADED_KEYS = ("strength_mean", "strength_std", "split")
-
-
-def pair_id(prompt: str, chosen: str, rejected: str) -> str:
-    """Stable id of a pair: sha1 of prompt, chosen, rejected joined by \\x1f, hex, first 16 chars."""
-    # \x1f (unit separator) cannot be confused with text, so ("ab", "c") and ("a", "bc") get different ids.
-    return hashlib.sha1("\x1f".join((prompt, chosen, rejected)).encode("utf-8")).hexdigest()[:16]
 
 
 def annotated_rows(
