@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export RAY_AUTH_MODE := disabled
 
-.PHONY: setup quickstart test test-fast lint
+.PHONY: setup quickstart test test-fast test-long lint
 
 setup:
 	@bash launch/scripts/setup.sh
@@ -16,7 +16,10 @@ test: setup
 	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not long"
+
+test-long: setup
+	$(PY) -m pytest -q -m long
 
 lint: setup
 	.venv/bin/ruff check rlhf_ray actors launch tests

@@ -51,10 +51,10 @@ def test_gold_label_files_fail_clearly(tmp_path):
 
 
 def test_gold_build_labels_every_pair_and_relabels_the_data(tiny_model_dir, tmp_path, ray_local, capsys):
-    synthetic_pairs(tmp_path / "pairs.jsonl", n=96)
+    synthetic_pairs(tmp_path / "pairs.jsonl", n=64)
     settings = [*FIELDS, f"data.paths=[{tmp_path / 'pairs.jsonl'}]", "data.eval_fraction=0.2",
                 f"model.policy={tiny_model_dir}", "model.max_len=64", "model.max_response_len=32",
-                "model.mixed_precision=none", "rm.lr=3e-3", "rm.batch_size=16", "rm.micro_batch_size=8", "rm.max_steps=3",
+                "model.mixed_precision=none", "rm.lr=3e-3", "rm.batch_size=16", "rm.micro_batch_size=8", "rm.max_steps=2",
                 "rm.warmup_steps=0", "rm.eval_every=100", "rm.eval_at_start=false", "learner.resources.threads=1",
                 f"run.output_dir={tmp_path}/runs", "run.name=gold"]
     config = tmp_path / "gold.yaml"
@@ -67,7 +67,7 @@ def test_gold_build_labels_every_pair_and_relabels_the_data(tiny_model_dir, tmp_
     # One label per pair the RM held (train and held-out), and they are the saved gold RM's own scores.
     cfg = load_config(None, settings)
     data = prepare_rm_data(cfg)
-    assert len(labels) == len(data.pairs) == 96
+    assert len(labels) == len(data.pairs) == 64
     gold = load_reward_model(run_dir / "reward_model")
     pad = gold.config.pad_token_id
     chosen = score_sequences(gold, [p["chosen_ids"] for p in data.pairs[:8]], pad).tolist()
@@ -79,7 +79,7 @@ def test_gold_build_labels_every_pair_and_relabels_the_data(tiny_model_dir, tmp_
     relabeled = load_preferences(load_config(None, [*settings, f"data.relabel_with={run_dir}"]).data)
     swaps = sum(r["gold_rejected"] > r["gold_chosen"] for r in labels)
     assert relabeled.reports[-1].notes.get("swapped: the gold RM prefers the human-rejected response", 0) == swaps
-    assert len(relabeled.train) + len(relabeled.eval) == 96
+    assert len(relabeled.train) + len(relabeled.eval) == 64
     score = {r["pair_id"]: r for r in labels}
     for row in list(relabeled.train) + list(relabeled.eval):
         entry = score.get(pair_id(row["prompt"], row["chosen"], row["rejected"]))

@@ -22,7 +22,7 @@ def gather(parts: list[dict]) -> dict:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-@pytest.mark.parametrize("zero_stage", [2, 3])
+@pytest.mark.parametrize("zero_stage", [pytest.param(2, marks=pytest.mark.long), 3])
 def test_learner_group_ppo_update_raises_the_rewarded_token(ray_local, tiny_model_dir, tiny_rm_dir, zero_stage, tmp_path):
     learner = LearnerConfig(world_size=2, zero_stage=zero_stage, actor_lr=1e-3, critic_lr=1e-3, micro_batch_size=4,
                             ppo_epochs=2)

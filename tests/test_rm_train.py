@@ -24,7 +24,7 @@ def synthetic_pairs(path, n=320, seed=0):
             f.write(json.dumps({"question": f"Say something {i}", "good": body + " :)", "bad": body + " :("}) + "\n")
 
 
-@pytest.mark.parametrize("world_size, zero_stage", [(1, 0), (2, 2)])
+@pytest.mark.parametrize("world_size, zero_stage", [pytest.param(1, 0, marks=pytest.mark.long), (2, 2)])
 def test_rm_learns_a_rule_and_writes_the_run_folder(tiny_model_dir, tmp_path, ray_local, world_size, zero_stage):
     data = tmp_path / "pairs.jsonl"
     synthetic_pairs(data)

@@ -29,7 +29,8 @@ def hf_greedy(model, tok, prompts: list[list[int]], max_new: int) -> list[list[i
     return out
 
 
-@pytest.mark.parametrize("transport", ["object_store", "collective"])
+# object_store also drives the resume test and the RM push test; collective is the one with a restart to re-join.
+@pytest.mark.parametrize("transport", [pytest.param("object_store", marks=pytest.mark.long), "collective"])
 def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_dir, tiny_rm_dir, monkeypatch, transport):
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     tok = load_tokenizer(tiny_model_dir)

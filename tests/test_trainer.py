@@ -8,7 +8,7 @@ from rlhf_ray.run_dir import prepare_run_dir
 pytest.importorskip("vllm")
 
 
-@pytest.mark.parametrize("zero_stage", [2, 3])
+@pytest.mark.parametrize("zero_stage", [pytest.param(2, marks=pytest.mark.long), 3])  # ZeRO-3: uneven shards
 def test_a_buffer_filter_decides_the_rows_the_learners_train_on(ray_local, ppo_config, zero_stage):
     seen = {}
 
