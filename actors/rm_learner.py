@@ -145,9 +145,9 @@ class RMLearnerActor(NodePrecision, WeightSource):
             j_total += j.item()
         params = self._trainable()
         grads = []
-        for p in params:  # whole and averaged over ranks (a collective under ZeRO 2-3)
+        for p, shadow in zip(params, self.ascent.shadow, strict=True):  # whole, rank-averaged (ZeRO 2-3: a collective)
             g = safe_get_full_grad(p)
-            grads.append(torch.zeros(self.ascent.shadow[len(grads)].shape) if g is None else -g.detach().float().clone())
+            grads.append(torch.zeros_like(shadow) if g is None else -g.detach().float().clone())
         self.engine.optimizer.zero_grad()  # the BT gradients must not accumulate onto J's
         self.engine.set_gradient_accumulation_boundary(None)  # back to the engine's own micro-step count
         delta = self.ascent.delta(grads)

@@ -3,6 +3,7 @@ a judge RM scores every answer (RewardActors), and the comparison is reported wi
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 from actors.group import ActorGroup
@@ -10,14 +11,14 @@ from actors.reward import RewardActor
 from actors.rollout import RolloutActor
 from rlhf_ray.config import Config, ConfigError
 from rlhf_ray.data import load_preferences, prompt_dataset
-from rlhf_ray.data.tokenize import render_prompt
 from rlhf_ray.models import load_tokenizer
 from rlhf_ray.models.assets import resolve_model
-from rlhf_ray.rollout.types import SamplingParams, concat
+from rlhf_ray.rollout.types import concat
 from rlhf_ray.training.checkpoint import latest_checkpoint
 from rlhf_ray.win_rate import compare_scores
 
 from .cluster import init_ray
+from .trainer import encode_prompts, sampling_params
 
 log = logging.getLogger("rlhf_ray.eval")
 
@@ -53,17 +54,14 @@ def held_out_prompts(cfg: Config) -> list[dict]:
 def answer(cfg: Config, policy: Path, prompts: list[dict], name: str) -> list[str]:
     """One sampled response per prompt (the rollout section's sampling, seeded by run.seed), as text."""
     tok = load_tokenizer(policy)
-    room = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
-    ids = [tok(render_prompt(tok, p["prompt"], p["format"], cfg.data.chat_template), add_special_tokens=False)
-           ["input_ids"][-room:] for p in prompts]
+    ids = encode_prompts(cfg, tok, prompts)
     r = cfg.rollout
     group = ActorGroup(RolloutActor, r.num_actors, r.resources, str(policy), name=name, engine=r.engine, dtype=r.dtype,
                        max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib, seed=cfg.run.seed,
                        timeout_s=cfg.cluster.placement_timeout_s)
     try:
-        parts = group.run_sharded("generate", ids, rank_args=lambda rank: (SamplingParams(
-            n=1, max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-            repetition_penalty=r.repetition_penalty, seed=cfg.run.seed * 100003 + rank),))
+        parts = group.run_sharded("generate", ids,
+                                  rank_args=lambda rank: (sampling_params(cfg, cfg.run.seed * 100003 + rank, n=1),))
     finally:
         group.kill()
     rollouts = concat(parts)
@@ -76,8 +74,7 @@ def answer(cfg: Config, policy: Path, prompts: list[dict], name: str) -> list[st
 def judge_scores(cfg: Config, judge: str, prompts: list[dict], answers: list[list[str]]) -> list[list[float]]:
     """The judge's score of every answer list, each (prompt, answer) in the judge's own tokenizer and template."""
     tok = load_tokenizer(judge)
-    prompt_ids = [tok(render_prompt(tok, p["prompt"], p["format"], cfg.data.chat_template), add_special_tokens=False)
-                  ["input_ids"] for p in prompts]
+    prompt_ids = encode_prompts(cfg, tok, prompts, room=sys.maxsize)  # uncut: the judge sees it all
     group = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, judge, name="judge",
                        mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
                        timeout_s=cfg.cluster.placement_timeout_s)

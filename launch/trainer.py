@@ -244,22 +244,25 @@ class PPOTrainer:
 # ---------------------------------------------------------------------- what a run starts from
 def prompt_token_ids(cfg: Config, tokenizer) -> list[list[int]]:
     """RL prompts of the configured preference set, rendered (chat template) and cut from the left to fit."""
-    prompts = prompt_dataset(load_preferences(cfg.data).train)
-    room = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens
-    out = []
-    for row in prompts:
-        ids = tokenizer(render_prompt(tokenizer, row["prompt"], row["format"], cfg.data.chat_template),
-                        add_special_tokens=False)["input_ids"]
-        out.append(ids[-room:])
+    out = encode_prompts(cfg, tokenizer, prompt_dataset(load_preferences(cfg.data).train))
     if not out:
         raise ValueError("no RL prompts: the configured data gave no training pairs")
     return out
 
 
-def sampling_params(cfg: Config, seed: int) -> SamplingParams:
+def encode_prompts(cfg: Config, tokenizer, rows, room: int | None = None) -> list[list[int]]:
+    """Prompt rows rendered (chat template) and tokenized, cut from the left to `room` tokens (default: what the
+    rollout leaves for them, rollout.max_model_len - rollout.max_new_tokens)."""
+    room = cfg.rollout.max_model_len - cfg.rollout.max_new_tokens if room is None else room
+    return [tokenizer(render_prompt(tokenizer, row["prompt"], row["format"], cfg.data.chat_template),
+                      add_special_tokens=False)["input_ids"][-room:] for row in rows]
+
+
+def sampling_params(cfg: Config, seed: int, n: int | None = None) -> SamplingParams:
+    """The rollout section's sampling; n responses per prompt (default rollout.n_samples)."""
     r = cfg.rollout
-    return SamplingParams(n=r.n_samples, max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                          top_k=r.top_k, repetition_penalty=r.repetition_penalty, seed=seed)
+    return SamplingParams(n=r.n_samples if n is None else n, max_tokens=r.max_new_tokens, temperature=r.temperature,
+                          top_p=r.top_p, top_k=r.top_k, repetition_penalty=r.repetition_penalty, seed=seed)
 
 
 def train_or_reuse_reward_model(cfg: Config, run_dir: Path, show_progress: bool = True, precision=None) -> str | None:
