@@ -1,6 +1,6 @@
 """RewardActor: scores (prompt, response) token pairs with a reward model or a programmatic reward."""
 
-from rlhf_ray.models import load_reward_model, load_tokenizer, score_sequences
+from rlhf_ray.models import load_reward_model, load_tokenizer, rm_sequence, score_sequences
 from rlhf_ray.rewards import load_reward_function
 
 from .precision import NodePrecision
@@ -26,8 +26,12 @@ class RewardActor(NodePrecision, WeightTarget):
         """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
         if self.function is not None:
             return [float(self.function(p, r)) for p, r in pairs]
-        eos = self.tokenizer.eos_token_id
-        sequences = [list(p) + list(r) + ([] if r and r[-1] == eos else [eos]) for p, r in pairs]
+        return self.score_sequences([rm_sequence(p, r, self.tokenizer.eos_token_id) for p, r in pairs])
+
+    def score_sequences(self, sequences: list[list[int]]) -> list[float]:
+        """Rewards for whole token sequences (prompt + response + EOS, see rm_sequence)."""
+        if self.function is not None:
+            raise TypeError("this RewardActor scores with a reward function, which takes (prompt, response) pairs")
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
                                self.mixed_precision).tolist()
 

@@ -189,6 +189,35 @@ class RMLearnerActor(NodePrecision, WeightSource):
                                    self.mixed_precision)
         return chosen.tolist(), rejected.tolist()
 
+    def score_sequences(self, sequences: list[list[int]], batch_size: int) -> list[float]:
+        """Rewards of whole token sequences (prompt + response + EOS); a collective under ZeRO-3 like score."""
+        return score_sequences(self.model, sequences, self.pad_id, batch_size, self.mixed_precision).tolist()
+
+    def add_pairs(self, pairs: list[dict]) -> int:
+        """Append encoded pairs (chosen_ids, rejected_ids) to the pairs steps address; returns the new count.
+        Online `labeled` rounds add the oracle-labeled pairs of the policy's own responses this way."""
+        self.pairs = self.pairs + [{"margin": 0.0, "alpha": 0.0} | p for p in pairs]  # the shared object stays intact
+        return len(self.pairs)
+
+    def save_state(self, ckpt_dir: str) -> None:
+        """Weights, AdamW moments, LR schedule (every rank its ZeRO shards), the MetaRM ascent's Adam and the RNG,
+        so that a resumed run continues this RM exactly. A collective: every rank must call it."""
+        client = {"torch_rng": torch.get_rng_state(), "ascent": self.ascent.state_dict() if self.ascent else None,
+                  "pairs": len(self.pairs)}
+        self.engine.save_checkpoint(ckpt_dir, tag="state", client_state=client, save_latest=False)
+
+    def load_state(self, ckpt_dir: str) -> None:
+        """Restore what save_state wrote (added pairs must be added again first: their count is checked)."""
+        path, client = self.engine.load_checkpoint(ckpt_dir, tag="state", load_optimizer_states=True,
+                                                   load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed RM state under {ckpt_dir}")
+        if client["pairs"] != len(self.pairs):
+            raise RuntimeError(f"{ckpt_dir}: saved with {client['pairs']} pairs, this learner holds {len(self.pairs)}")
+        torch.set_rng_state(client["torch_rng"])
+        if self.ascent and client["ascent"]:
+            self.ascent.load_state_dict(client["ascent"])
+
     def save(self, dest: str) -> None:
         """The RM in HF format on rank 0 (a collective under ZeRO-3: every rank must call it)."""
         with gathered(self.model, self.zero_stage):

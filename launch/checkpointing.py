@@ -17,7 +17,7 @@ from rlhf_ray.training.checkpoint import DRIVER_STATE, checkpoint_iteration, com
 log = logging.getLogger("rlhf_ray.checkpoint")
 
 # Fields a resumed run may change without breaking "continues where it stopped".
-RESUMABLE_CHANGES = {"ppo.iterations", "run.output_dir", "run.name", "run.checkpoint_every", "run.keep_checkpoints", "cluster.address",
+RESUMABLE_CHANGES = {"ppo.iterations", "online.rounds", "run.output_dir", "run.name", "run.checkpoint_every", "run.keep_checkpoints", "cluster.address",
                      "cluster.num_cpus", "cluster.placement_timeout_s"}
 
 
@@ -32,7 +32,9 @@ class DriverState:
     buffer: ReplayBuffer = field(default_factory=ReplayBuffer)
 
 
-def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner: ActorGroup, tokenizer) -> Path:
+def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner: ActorGroup, tokenizer,
+                        parts=()) -> Path:
+    """parts: callables that write more state into the staging folder (committed with the rest, atomically)."""
     staging = staging_dir(run_dir, state.iteration)
     learner.run("save_checkpoint", str(staging))  # every rank writes its ZeRO shards; rank 0 the HF folders
     for name in ("policy", "critic"):
@@ -41,6 +43,8 @@ def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner:
     torch.save({"iteration": state.iteration, "cursor": state.cursor, "kl_ctl": state.kl_ctl.state_dict(),
                 "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state()},
                staging / DRIVER_STATE)
+    for part in parts:
+        part(staging)
     final = commit_checkpoint(staging, cfg.run.keep_checkpoints)
     log.info("checkpoint %s", final)
     return final

@@ -56,7 +56,8 @@ def cmd_train(args) -> None:
     cfg, run_dir = _config_and_run_dir(args)
     history = run_ppo(cfg, run_dir, show_progress=not args.no_progress, resume=args.resume)
     if not history:
-        print(f"nothing to do: {run_dir} already holds all {cfg.ppo.iterations} iterations (raise ppo.iterations to go on)")
+        print(f"nothing to do: {run_dir} already holds all {cfg.total_iterations} iterations "
+              "(raise ppo.iterations or online.rounds to go on)")
         return
     print(f"{len(history)} PPO iterations; reward {history[0]['reward/mean']:.4f} -> {history[-1]['reward/mean']:.4f}; "
           f"metrics in {run_dir / 'metrics.jsonl'}, checkpoints in {run_dir / 'checkpoints'}")

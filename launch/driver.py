@@ -1,5 +1,7 @@
 """`rlhf-ray train`: a PPO run as a short loop over a PPOTrainer (launch/trainer.py, where one iteration reads top to
 bottom): resume from the newest complete checkpoint, step through the iterations, checkpoint every N and at the end.
+With online.rounds > 1 the iterations form rounds, each begun by OnlineRounds (launch/online.py): the RM follows
+the policy.
 """
 
 import logging
@@ -12,6 +14,7 @@ from rlhf_ray.config import Config
 from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint
 
+from .online import OnlineRounds
 from .testing import hang_if_asked
 from .trainer import BufferFilter, PPOTrainer
 
@@ -26,27 +29,33 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
     if ckpt and not resume:
         raise FileExistsError(f"{run_dir} already holds checkpoint {ckpt.name}: pass --resume to continue it, "
                               "or choose another run.name")
-    if ckpt and checkpoint_iteration(ckpt) >= cfg.ppo.iterations:
-        log.info("%s already holds all %d iterations (raise ppo.iterations to go on)", ckpt, cfg.ppo.iterations)
+    total = cfg.total_iterations
+    if ckpt and checkpoint_iteration(ckpt) >= total:
+        log.info("%s already holds all %d iterations (raise ppo.iterations or online.rounds to go on)", ckpt, total)
         return []
     if resume and not ckpt:
         log.info("--resume: no complete checkpoint under %s yet; starting from iteration 1", run_dir / "checkpoints")
 
     trainer = PPOTrainer(cfg, run_dir, show_progress, buffer_filter)
+    online = OnlineRounds(trainer, show_progress)
     history = []
     try:  # on any error too: free the actors and placement groups (a cluster outlives this driver)
         trainer.start(ckpt)
+        online.start(ckpt)  # online rounds' RM learner and gold judge, when configured
         # A bar in a terminal only: elsewhere the per-iteration log line is the progress.
-        bar = tqdm(range(trainer.state.iteration + 1, cfg.ppo.iterations + 1), desc="ppo", unit="iter",
+        bar = tqdm(range(trainer.state.iteration + 1, total + 1), desc="ppo", unit="iter",
                    disable=not (show_progress and sys.stderr.isatty()))
         for it in bar:
-            row = trainer.step(it)
+            # A round starts with its meta set, RM update and push; a resume inside a round goes straight on.
+            begin = cfg.online.rounds > 1 and online.starts_round(it)
+            row = trainer.step(it, online.begin_round(online.round_of(it), it) if begin else None)
             history.append(row)
             bar.set_postfix(reward=f"{row['reward/mean']:.3f}", kl=f"{row['kl/mean']:.3f}")
             hang_if_asked(it)
             # After the iteration's rows are written: a resume drops rows newer than its checkpoint.
-            if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == cfg.ppo.iterations:
+            if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == total:
                 trainer.checkpoint()
     finally:
+        online.close()
         trainer.close()
     return history

@@ -101,3 +101,11 @@ def score_pairs(group: ActorGroup, indices: list[int], batch_size: int, desc: st
     if progress:
         progress.close()
     return torch.tensor(chosen), torch.tensor(rejected)
+
+
+def score_sequences_on(group: ActorGroup, sequences: list[list[int]], batch_size: int) -> torch.Tensor:
+    """Rewards of token sequences on an RM learner group, sharded like score_pairs (equal shards per rank)."""
+    shards = ZeroShards.split(len(sequences), len(group), batch_size)
+    parts = group.gather([a.score_sequences.remote([sequences[i] for i in shards.padded(r)], batch_size)
+                          for r, a in enumerate(group.actors)])
+    return torch.tensor([s for part in shards.unpad(parts) for s in part])

@@ -76,13 +76,14 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
 
 def train_rm(group: ActorGroup, data: RMData, rm: RMConfig, seed: int, steps: int, on_row=None, on_save=None,
              show_progress: bool = True, log_every: int = 1, meta: list[list[list[int]]] | None = None,
-             meta_batch: int = 16) -> dict:
+             meta_batch: int = 16, train_index: list[int] | None = None) -> dict:
     """Train the RM held by a live RM learner group for `steps` optimizer steps over data's train pairs (a seeded
     order), with held-out evals every rm.eval_every steps, at the end and (rm.eval_at_start) before the first step.
     Writes no files: on_row(step, row) gets the metric rows, on_save(step) is called every rm.save_every steps.
     meta (a group set up with metarm): MetaRM steps on meta_batch of these prompts each (see RMJob).
+    train_index: the pairs to train on (default data.train_index; online rounds add labeled pairs).
     Returns the last eval's metrics."""
-    job = RMJob("rm", group, data.train_index, rm, seed, steps, meta, meta_batch)
+    job = RMJob("rm", group, data.train_index if train_index is None else train_index, rm, seed, steps, meta, meta_batch)
 
     def evaluate(step: int) -> dict:
         t0 = time.perf_counter()

@@ -47,6 +47,10 @@ log = logging.getLogger("rlhf_ray.ppo")
 
 # A buffer filter gets the filled buffer and the iteration and returns the rows to keep (positions into the buffer).
 BufferFilter = Callable[[ReplayBuffer, int], list[int]]
+# A rollout hook sees each iteration's scored rollouts; its metrics join the iteration's row (a gold judge's reward).
+RolloutHook = Callable[[Rollouts, torch.Tensor], dict[str, float]]
+# A checkpoint part writes more state into a checkpoint's staging folder before it is committed (online rounds' RM).
+CheckpointPart = Callable[[Path], None]
 
 
 class PhaseTimer:
@@ -68,6 +72,8 @@ class PPOTrainer:
         self.rollout = self.reward = self.learner = self.shared_pg = self.weights = None
         self.metrics = self.samples = None
         self.rows_learned: list[int] = []  # row_id of every buffer row the last learn phase trained on
+        self.rollout_hooks: list[RolloutHook] = []
+        self.checkpoint_parts: list[CheckpointPart] = []
 
     # ------------------------------------------------------------------ lifetime
     def start(self, checkpoint: Path | None = None) -> None:
@@ -83,6 +89,7 @@ class PPOTrainer:
         init_ray(cfg.cluster)
         # Before the PPO actors exist: RM training gets the machine.
         reward_dir = train_or_reuse_reward_model(cfg, self.run_dir, self.show_progress, precision)
+        self.reward_dir = reward_dir  # None with a reward function
         critic_dir = critic_init_dir(reward_dir, self.policy_dir, self.tokenizer, self.run_dir)
 
         # colocate: RolloutActor i and RewardActor i share bundle i of one placement group (one node, one GPU).
@@ -131,19 +138,25 @@ class PPOTrainer:
 
     def checkpoint(self) -> Path:
         t0 = time.perf_counter()
-        path = save_ppo_checkpoint(self.run_dir, self.cfg, self.state, self.learner, self.tokenizer)
+        path = save_ppo_checkpoint(self.run_dir, self.cfg, self.state, self.learner, self.tokenizer,
+                                   self.checkpoint_parts)
         log.info("checkpoint of iteration %d written in %.1f s", self.state.iteration, time.perf_counter() - t0)
         return path
 
     # ------------------------------------------------------------------ one iteration
-    def step(self, iteration: int) -> dict[str, float]:
-        """One RLHF iteration; returns its metrics row (also written to metrics.jsonl and TensorBoard)."""
+    def step(self, iteration: int, extra_row: dict[str, float] | None = None) -> dict[str, float]:
+        """One RLHF iteration; returns its metrics row (also written to metrics.jsonl and TensorBoard), which
+        extra_row joins (an online round's diagnostics)."""
         timer = PhaseTimer()
         batch_index = self.next_prompts()
         with timer("rollout"):
             rollouts = self.generate(batch_index, iteration)
         with timer("score"):
             scores = self.score(rollouts)
+        hooked = {}
+        for hook in self.rollout_hooks:
+            with timer("hooks"):
+                hooked |= hook(rollouts, scores)
         batch = self.sequences(rollouts, batch_index)
         with timer("experience"):
             exp = self.experience(batch)
@@ -162,7 +175,7 @@ class PPOTrainer:
         self.state.iteration = iteration
         row = iteration_metrics(scores, [len(r) for r in rollouts.response_ids], rollouts.finish_reasons, kl,
                                 self.state.kl_ctl.value, targets.returns, act, stats, timer.seconds, learn_tokens,
-                                len(self.state.buffer))
+                                len(self.state.buffer)) | hooked | (extra_row or {})
         self.record(iteration, row, rollouts, batch_index, scores)
         return row
 

@@ -23,6 +23,10 @@ class MetricsLogger:
             if math.isfinite(value):
                 self._tb.add_scalar(key, value, step)
 
+    def histogram(self, key: str, values, step: int) -> None:
+        """A distribution (TensorBoard only; metrics.jsonl gets its summary statistics from the caller)."""
+        self._tb.add_histogram(key, values, step)
+
     def close(self) -> None:
         self._file.close()
         self._tb.close()

@@ -14,9 +14,10 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "policy")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray for one test module (logical CPUs above the 2 real ones so several actors fit)."""
+    """One local Ray for the whole session (logical CPUs above the 2 real ones so several actors fit); each test
+    frees its actors and placement groups, so the next finds the cluster empty."""
     import ray
 
     ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)

@@ -4,8 +4,10 @@ from launch.cluster import init_ray, probe_address
 from rlhf_ray.config import ClusterConfig
 
 
-def test_wrong_cluster_address_is_named():
+def test_wrong_cluster_address_is_named(monkeypatch):
+    import ray
 
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # a session's local Ray may be up already
     with pytest.raises(ConnectionError, match="127.0.0.1:1"):
         init_ray(ClusterConfig(address="127.0.0.1:1"))
 

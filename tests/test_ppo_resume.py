@@ -1,14 +1,11 @@
 """Resume: 4 PPO iterations straight equal 2 + SIGKILL during iteration 4 + resume, in data order and metrics."""
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
+from subprocess_runs import numeric, samples, tail, train, wait_for_row
 
 from rlhf_ray.metrics import read_metrics
 
@@ -36,34 +33,7 @@ def write_config(tmp_path, tiny_model_dir):
     return path
 
 
-def train(config, name, *flags, env=None, wait=True):
-    cmd = [sys.executable, "-m", "launch.cli", "train", str(config), f"run.name={name}", "--no-progress", *flags]
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if wait:
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out[-3000:]
-    return proc
-
-
-def wait_for_row(path, step, proc, timeout_s=600):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        if path.exists() and any(r["step"] == step for r in read_metrics(path)):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"no metrics row {step} in {path}")
-
-
-def numeric(row):
-    return {k: v for k, v in row.items() if not k.startswith(("time", "perf"))}
-
-
-def samples(run_dir):
-    return [(s["step"], s["prompt_index"], s["response"]) for s in map(json.loads, (run_dir / "samples.jsonl").open())]
-
-
+@pytest.mark.long  # the online-rounds resume test (test_online.py) kills and resumes the same way, inside a round
 def test_resume_after_kill_matches_the_straight_run(tiny_model_dir, tmp_path):
     config = write_config(tmp_path, tiny_model_dir)
     train(config, "straight")
@@ -95,6 +65,7 @@ def test_a_second_run_into_a_checkpointed_folder_needs_resume(tiny_model_dir, tm
     ckpt.mkdir(parents=True)
     (ckpt / "driver_state.pt").write_bytes(b"")
     proc = train(config, "taken", wait=False)
-    out, _ = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    out = tail(proc)
     assert proc.returncode == 2
     assert "already holds checkpoint iter_000002: pass --resume" in out

@@ -169,6 +169,41 @@ class EvalConfig(Section):
     confidence: float = Field(0.95, gt=0, lt=1, description="Interval coverage.")
 
 
+class OnlineConfig(Section):
+    """Online iterative RLHF (ALGORITHMS.md §2.3): rounds of [sample the policy, update the RM, push it, PPO].
+
+    Round 1 is PPO with the RM as given or trained first; each later round starts by sampling a meta set (prompts x
+    metarm.k responses) from the current policy and updating the RM by rm_update, then runs ppo.iterations PPO
+    iterations that continue the policy. rounds: 1 is a plain PPO run."""
+
+    rounds: int = Field(1, ge=1, description="Rounds of ppo.iterations PPO iterations each (1: plain PPO, no RM update).")
+    rm_update: Literal["metarm", "vanilla", "labeled", "frozen"] = Field(
+        "metarm", description="How the RM follows the policy at the start of rounds 2..R: metarm (MetaRM steps on the "
+        "meta set, ALGORITHMS.md §2.2) | vanilla (the same pairs and steps without the meta term: the control) | "
+        "labeled (the oracle orders two of each meta prompt's responses; these pairs join the RM's data) | frozen."
+    )
+    rm_init: Literal["continue", "sft"] = Field(
+        "continue", description="CHOICE (§6.7): continue the RM (and its optimizer) from the previous round, or put a "
+        "fresh head on the initial policy each round (sft)."
+    )
+    critic_init: Literal["rm", "keep"] = Field(
+        "rm", description="CHOICE (§2.3): after an RM update re-initialise the critic from the new RM (fresh optimizer "
+        "state), or keep training the critic it has."
+    )
+    rm_steps: int | None = Field(
+        None, ge=1, description="RM optimizer steps per round (None: one epoch of the RM's train pairs, MRM's 1 epoch)."
+    )
+    meta_prompts: int | None = Field(
+        None, ge=1, description="Prompts in a round's meta set, each with metarm.k policy responses (None: rm_steps x "
+        "metarm.meta_batch_prompts, every meta prompt used once; capped at the number of RL prompts)."
+    )
+    gold: str | None = Field(
+        None, description="Gold RM folder: the labeled rounds' oracle, and the judge of the gold diagnostics (gold "
+        "reward per iteration, proxy-gold agreement per round). None: <data.relabel_with>/reward_model when "
+        "relabel_with names a `rlhf-ray gold build` run folder; else no gold diagnostics."
+    )
+
+
 class PPOConfig(Section):
     """PPO constants; defaults from MOSS train_ppo_en.sh and TRL (ALGORITHMS.md §1.4, §4)."""
 
@@ -194,7 +229,8 @@ class PPOConfig(Section):
     )
     reward_clip: float | None = Field(None, gt=0, description="Clip the normalised score to ±this (None: off; MetaRM runs: 0.8).")
     whiten_advantages: bool = Field(True, description="Whiten advantages over the batch before the policy loss.")
-    iterations: int = Field(10, ge=1, description="PPO iterations (rollout, score, learn, sync) to run.")
+    iterations: int = Field(10, ge=1, description="PPO iterations (rollout, score, learn, sync) to run; per round "
+                            "with online.rounds > 1 (the run has rounds x iterations, numbered 1.. across rounds).")
     prompts_per_iteration: int = Field(8, ge=1, description="Prompts per iteration; each gets rollout.n_samples responses.")
 
 
@@ -277,6 +313,7 @@ class Config(Section):
     strength: StrengthConfig = Field(default_factory=StrengthConfig)
     metarm: MetaRMConfig = Field(default_factory=MetaRMConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    online: OnlineConfig = Field(default_factory=OnlineConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -294,4 +331,12 @@ class Config(Section):
             raise ValueError("rm.flip, rm.soft_label and rm.adaptive_margin need rm.strength_file (run `rlhf-ray rm strength` first)")
         if self.model.max_response_len >= self.model.max_len:
             raise ValueError(f"model.max_response_len ({self.model.max_response_len}) must be < model.max_len ({self.model.max_len})")
+        if self.online.rounds > 1 and self.online.rm_update != "frozen" and self.reward.function:
+            raise ValueError(f"online.rm_update={self.online.rm_update} updates a reward model, but reward.function "
+                             f"({self.reward.function}) scores instead of one: use online.rm_update=frozen")
         return self
+
+    @property
+    def total_iterations(self) -> int:
+        """PPO iterations of the whole run: ppo.iterations in each of online.rounds."""
+        return self.online.rounds * self.ppo.iterations

@@ -4,6 +4,7 @@ from .loading import load_critic, load_policy, load_reference, load_reward_model
 from .reward_model import (
     add_layer_dropout,
     reward_model_from_lm,
+    rm_sequence,
     score_sequences,
     sequence_rewards,
     token_values,
@@ -12,5 +13,5 @@ from .tiny import build_tiny_llama, build_tiny_tokenizer
 
 __all__ = [
     "add_layer_dropout", "build_tiny_llama", "build_tiny_tokenizer", "load_critic", "load_policy", "load_reference",
-    "load_reward_model", "load_tokenizer", "reward_model_from_lm", "score_sequences", "sequence_rewards", "token_values",
+    "load_reward_model", "load_tokenizer", "reward_model_from_lm", "rm_sequence", "score_sequences", "sequence_rewards", "token_values",
 ]

@@ -1,0 +1,250 @@
+"""Online iterative RLHF (ALGORITHMS.md §2.3): rounds around a live PPOTrainer.
+
+    round r:  meta set = prompts x k responses sampled from the current policy (RolloutActors)
+              r > 1: RM update by online.rm_update (MetaRM | vanilla | labeled by the oracle | frozen) on an RM learner
+                     group that lives across rounds, then the new RM pushed to every RewardActor (and the critic)
+              diagnostics on the meta set (proxy gaps before/after, proxy-gold agreement) join the round's first row
+              ppo.iterations PPO iterations (PPOTrainer.step), the policy continuing
+
+The RM learner's state (DeepSpeed, the MetaRM ascent's Adam, labeled pairs) goes into every PPO checkpoint, so a
+resume anywhere in a round continues the same RM.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import torch
+
+from actors.group import ActorGroup
+from actors.reward import RewardActor
+from actors.rm_learner import make_rm_learner_group
+from actors.weight_sync import Target, WeightSync
+from rlhf_ray.config import ConfigError
+from rlhf_ray.models import load_tokenizer, rm_sequence
+from rlhf_ray.models.assets import resolve_model
+from rlhf_ray.rollout.types import Rollouts, concat
+from rlhf_ray.round_diagnostics import round_diagnostics, within_prompt_gaps
+from rlhf_ray.training.rm_data import prepare_rm_data, total_steps
+
+from .evaluate import gold_judge
+from .rm_jobs import score_sequences_on
+from .rm_train import train_rm
+from .testing import hang_if_asked
+from .trainer import PPOTrainer, sampling_params
+
+log = logging.getLogger("rlhf_ray.online")
+
+STATE = "online_state.pt"
+
+
+@dataclass
+class MetaSet:
+    """k responses of the current policy to each of M prompts: RM token sequences [M][k] and the rollouts."""
+
+    prompt_index: list[int]
+    sequences: list[list[list[int]]]
+    rollouts: Rollouts
+
+    @property
+    def flat(self) -> list[list[int]]:
+        return [s for prompt in self.sequences for s in prompt]
+
+    def shaped(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.view(len(self.sequences), -1)
+
+
+class OnlineRounds:
+    """The round loop's state and actors beside a started PPOTrainer: the RM learner group, the gold judge."""
+
+    def __init__(self, trainer: PPOTrainer, show_progress: bool = True):
+        self.trainer, self.cfg, self.show_progress = trainer, trainer.cfg, show_progress
+        self.online = self.cfg.online
+        self.rm_group = self.gold = self.data = self.rm_steps = None
+        self.labeled: list[dict] = []  # oracle-labeled pairs added so far (re-added on resume)
+        self.rm_updates = 0
+
+    @property
+    def updates_rm(self) -> bool:
+        return self.online.rounds > 1 and self.online.rm_update != "frozen"
+
+    def round_of(self, iteration: int) -> int:
+        return (iteration - 1) // self.cfg.ppo.iterations + 1
+
+    def starts_round(self, iteration: int) -> bool:
+        return (iteration - 1) % self.cfg.ppo.iterations == 0
+
+    # ------------------------------------------------------------------ lifetime
+    def start(self, checkpoint: Path | None = None) -> None:
+        cfg, trainer = self.cfg, self.trainer
+        gold = self.online.gold or gold_judge(cfg.data.relabel_with)
+        if self.online.rm_update == "labeled" and self.online.rounds > 1 and not gold:
+            raise ConfigError("online.rm_update=labeled needs an oracle: online.gold=<gold RM folder>, or "
+                              "data.relabel_with=<a `rlhf-ray gold build` run folder>")
+        if gold:
+            gold = str(resolve_model(gold))
+            if load_tokenizer(gold).get_vocab() != trainer.tokenizer.get_vocab():
+                raise ConfigError(f"online.gold {gold}: its tokenizer differs from the policy's; the gold RM scores "
+                                  "the policy's token ids, so it must share the policy's tokenizer")
+            self.gold = ActorGroup(RewardActor, 1, cfg.reward.resources, gold, name="gold",
+                                   mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
+                                   timeout_s=cfg.cluster.placement_timeout_s)
+            trainer.rollout_hooks.append(self.gold_reward)
+            log.info("gold RM %s judges every iteration's samples", gold)
+        if not self.updates_rm:
+            return
+        if trainer.reward_dir is None:
+            raise ConfigError("online rounds update a reward model, but the run has none (reward.function)")
+        # The RM's data as `rm train` prepares it (denoising included); the RM continues the run's own.
+        self.data = prepare_rm_data(cfg.model_copy(update={"model": cfg.model.model_copy(update={"reward": trainer.reward_dir})}))
+        rm = cfg.rm
+        if rm.batch_size % (rm.micro_batch_size * cfg.learner.world_size):
+            raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x "
+                              f"learner.world_size ({rm.micro_batch_size} x {cfg.learner.world_size})")
+        self.rm_steps = self.online.rm_steps or total_steps(len(self.data.train_rows), rm.model_copy(
+            update={"epochs": 1, "max_steps": None}), "online RM update")
+        self.pairs_ref = ray.put(self.data.pairs)
+        if self.online.rm_init == "continue":
+            self.rm_group = self.make_rm_group()
+        trainer.checkpoint_parts.append(self.save)
+        if checkpoint and (checkpoint / STATE).exists():
+            self.restore(checkpoint)
+
+    def make_rm_group(self) -> ActorGroup:
+        """continue: the run's RM, its LR schedule spanning every round's update; sft: a fresh head on the initial
+        policy, scheduled over one round. Labeled pairs of earlier rounds are added."""
+        cfg, continue_ = self.cfg, self.online.rm_init == "continue"
+        init, from_lm = (self.data.init_dir, False) if continue_ else (str(self.trainer.policy_dir), True)
+        steps = self.rm_steps * ((self.online.rounds - 1) if continue_ else 1)
+        group = make_rm_learner_group(cfg.rm, cfg.learner.world_size, cfg.learner.resources, init, from_lm, steps,
+                                      self.pairs_ref, cfg.learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
+                                      metarm=cfg.metarm if self.online.rm_update == "metarm" else None,
+                                      timeout_s=cfg.cluster.placement_timeout_s)
+        if self.labeled:
+            group.run("add_pairs", self.labeled)
+        return group
+
+    def close(self) -> None:
+        for group in (self.rm_group, self.gold):
+            if group:
+                group.kill()
+
+    def save(self, staging: Path) -> None:
+        """A checkpoint part: the RM learner's whole state and the round loop's own."""
+        torch.save({"labeled": self.labeled, "rm_updates": self.rm_updates}, staging / STATE)
+        if self.rm_group:
+            self.rm_group.run("save_state", str(staging / "rm_learner"))
+
+    def restore(self, checkpoint: Path) -> None:
+        saved = torch.load(checkpoint / STATE, weights_only=False)
+        self.labeled, self.rm_updates = saved["labeled"], saved["rm_updates"]
+        if (checkpoint / "rm_learner").exists():
+            if self.rm_group is None:  # rm_init sft, resumed inside a round: this round's RM
+                self.rm_group = self.make_rm_group()
+            elif self.labeled:
+                self.rm_group.run("add_pairs", self.labeled)
+            self.rm_group.run("load_state", str(checkpoint / "rm_learner"))
+        if self.rm_updates:  # the RewardActors started from the initial RM: give them the current one
+            self.push(reinit_critic=False)  # the critic is the checkpoint's own
+        log.info("online: restored the RM learner of %s (%d RM updates so far, %d labeled pairs)", checkpoint,
+                 self.rm_updates, len(self.labeled))
+
+    # ------------------------------------------------------------------ one round's start
+    def begin_round(self, r: int, step: int) -> dict[str, float]:
+        """Round r's meta set, RM update and push (r > 1), and diagnostics; the row joins iteration `step`'s."""
+        t0 = time.perf_counter()
+        meta = self.sample_meta_set(r)
+        before = meta.shaped(self.proxy_scores(meta.flat))
+        row: dict[str, float] = {"round/index": float(r), "round/meta_prompts": float(len(meta.sequences))}
+        after = before
+        if r > 1 and self.updates_rm:
+            row |= self.update_rm(r, meta)
+            hang_if_asked(f"rm_update:{r}")
+            self.push(reinit_critic=self.online.critic_init == "rm")
+            after = meta.shaped(self.proxy_scores(meta.flat))
+            own = score_sequences_on(self.rm_group, meta.flat, self.cfg.reward.batch_size)
+            row["round/push_max_abs_diff"] = float((after.flatten() - own).abs().max())
+        gold = meta.shaped(self.gold_scores(meta.flat)) if self.gold else None
+        row |= round_diagnostics(after, gold)
+        row["round/gap_mean_before_update"] = float(within_prompt_gaps(before).mean())
+        self.trainer.metrics.histogram("round/gaps", within_prompt_gaps(after), step)
+        row["time/round_start_s"] = time.perf_counter() - t0
+        log.info("round %d: %s", r, ", ".join(f"{k.removeprefix('round/')} {v:.4g}" for k, v in row.items()))
+        return row
+
+    def sample_meta_set(self, r: int) -> MetaSet:
+        """metarm.k responses of the current policy to each of the round's meta prompts (a seeded draw of RL prompts)."""
+        cfg, trainer, k = self.cfg, self.trainer, self.cfg.metarm.k
+        n = self.online.meta_prompts or (self.rm_steps or 1) * cfg.metarm.meta_batch_prompts
+        n = min(n, len(trainer.prompts))
+        order = torch.randperm(len(trainer.prompts), generator=torch.Generator().manual_seed(cfg.run.seed * 7919 + r))
+        index = order[:n].tolist()
+        seed = cfg.run.seed * 100003 + 10_000_000 + r * 101  # apart from the iterations' sampling seeds
+        rollouts = concat(trainer.rollout.run_sharded("generate", [trainer.prompts[i] for i in index],
+                                                      rank_args=lambda rank: (sampling_params(cfg, seed + rank, n=k),)))
+        eos = trainer.tokenizer.eos_token_id
+        flat = [rm_sequence(p, resp, eos) for p, resp in zip(rollouts.prompt_ids, rollouts.response_ids)]
+        return MetaSet(index, [flat[m * k : (m + 1) * k] for m in range(n)], rollouts)
+
+    def update_rm(self, r: int, meta: MetaSet) -> dict[str, float]:
+        """rm_steps RM steps: MetaRM (meta term on this meta set) or vanilla on the same pairs in the same order;
+        labeled first adds oracle-ordered pairs of the policy's responses. Returns the update's summary."""
+        cfg, o = self.cfg, self.online
+        t0 = time.perf_counter()
+        row: dict[str, float] = {}
+        if o.rm_init == "sft":
+            if self.rm_group:
+                self.rm_group.kill()
+            self.rm_group = self.make_rm_group()
+        if o.rm_update == "labeled":
+            row |= self.add_labeled_pairs(meta)
+        train_index = self.data.train_index + list(range(len(self.data.pairs), len(self.data.pairs) + len(self.labeled)))
+        rows: list[dict] = []
+        rm = cfg.rm.model_copy(update={"eval_at_start": False, "eval_every": self.rm_steps, "save_every": None})
+        results = train_rm(self.rm_group, self.data, rm, cfg.run.seed * 1000 + r, self.rm_steps,
+                           on_row=lambda step, values: rows.append(values), show_progress=self.show_progress,
+                           meta=meta.sequences if o.rm_update == "metarm" else None,
+                           meta_batch=cfg.metarm.meta_batch_prompts, train_index=train_index)
+        self.rm_updates += 1
+        for key in ("train/loss", "train/accuracy", "train/grad_norm", "metarm/J", "metarm/delta_norm"):
+            values = [v[key] for v in rows if key in v]
+            if values:
+                row[f"round/rm_{key.replace('/', '_')}"] = sum(values) / len(values)
+        row |= {"round/proxy_eval_accuracy": results.get("eval/accuracy", float("nan")),
+                "round/rm_steps": float(self.rm_steps), "time/rm_update_s": time.perf_counter() - t0}
+        return row
+
+    def add_labeled_pairs(self, meta: MetaSet) -> dict[str, float]:
+        """The oracle orders responses 0 and 1 of every meta prompt; these pairs join the RM's data (ties skipped)."""
+        gold = meta.shaped(self.gold_scores([prompt[i] for prompt in meta.sequences for i in (0, 1)]))
+        new = [{"chosen_ids": seqs[0], "rejected_ids": seqs[1]} if g[0] > g[1] else
+               {"chosen_ids": seqs[1], "rejected_ids": seqs[0]}
+               for seqs, g in zip(meta.sequences, gold.tolist()) if g[0] != g[1]]
+        self.labeled += new
+        self.rm_group.run("add_pairs", new)
+        log.info("labeled: %d new pairs from the oracle (%d ties skipped), %d in all", len(new),
+                 len(meta.sequences) - len(new), len(self.labeled))
+        return {"round/labeled_pairs": float(len(new)), "round/labeled_ties": float(len(meta.sequences) - len(new))}
+
+    def push(self, reinit_critic: bool) -> None:
+        """The RM learner's weights to every RewardActor (and a fresh critic from them). One object-store blob: once
+        per round, so no standing broadcast group is kept for it."""
+        targets = [self.trainer.reward]
+        if reinit_critic:
+            targets.append(Target(self.trainer.learner, "reinit_critic", collective=False))
+        WeightSync("object_store", self.rm_group, targets).sync()
+
+    # ------------------------------------------------------------------ scoring
+    def proxy_scores(self, sequences: list[list[int]]) -> torch.Tensor:
+        return torch.tensor([s for part in self.trainer.reward.run_sharded("score_sequences", sequences) for s in part])
+
+    def gold_scores(self, sequences: list[list[int]]) -> torch.Tensor:
+        return torch.tensor([s for part in self.gold.run_sharded("score_sequences", sequences) for s in part])
+
+    def gold_reward(self, rollouts: Rollouts, scores: torch.Tensor) -> dict[str, float]:
+        """A rollout hook: the gold RM's mean reward of this iteration's samples."""
+        eos = self.trainer.tokenizer.eos_token_id
+        gold = self.gold_scores([rm_sequence(p, r, eos) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)])
+        return {"reward/gold_mean": float(gold.mean())}
