@@ -26,12 +26,7 @@ class RewardActor(NodePrecision, WeightTarget):
         """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
         if self.function is not None:
             return [float(self.function(p, r)) for p, r in pairs]
-        return self.score_sequences([rm_sequence(p, r, self.tokenizer.eos_token_id) for p, r in pairs])
-
-    def score_sequences(self, sequences: list[list[int]]) -> list[float]:
-        """Rewards for whole token sequences (prompt + response + EOS, see rm_sequence)."""
-        if self.function is not None:
-            raise TypeError("this RewardActor scores with a reward function, which takes (prompt, response) pairs")
+        sequences = [rm_sequence(p, r, self.tokenizer.eos_token_id) for p, r in pairs]
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
                                self.mixed_precision).tolist()
 

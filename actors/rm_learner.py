@@ -20,6 +20,7 @@ from rlhf_ray.models import (
     reward_model_from_lm,
     score_sequences,
 )
+from rlhf_ray.run_dir import rng_state, set_rng_state
 from rlhf_ray.training.checkpoint import save_hf_atomic
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.training.rm_loss import RMTrainModule, contrastive_settings, rm_micro_batch_loss
@@ -196,15 +197,17 @@ class RMLearnerActor(NodePrecision, WeightSource):
     def add_pairs(self, pairs: list[dict]) -> int:
         """Append encoded pairs (chosen_ids, rejected_ids) to the pairs steps address; returns the new count.
         Online `labeled` rounds add the oracle-labeled pairs of the policy's own responses this way."""
-        self.pairs = self.pairs + [{"margin": 0.0, "alpha": 0.0} | p for p in pairs]  # the shared object stays intact
+        # Like undenoised train pairs: no margin, the run's label smoothing. The shared pairs object stays intact.
+        self.pairs = self.pairs + [{"margin": 0.0, "alpha": self.rm.label_smoothing} | p for p in pairs]
         return len(self.pairs)
 
     def save_state(self, ckpt_dir: str) -> None:
         """Weights, AdamW moments, LR schedule (every rank its ZeRO shards), the MetaRM ascent's Adam and the RNG,
         so that a resumed run continues this RM exactly. A collective: every rank must call it."""
-        client = {"torch_rng": torch.get_rng_state(), "ascent": self.ascent.state_dict() if self.ascent else None,
-                  "pairs": len(self.pairs)}
+        client = {"ascent": self.ascent.state_dict() if self.ascent else None, "pairs": len(self.pairs)}
         self.engine.save_checkpoint(ckpt_dir, tag="state", client_state=client, save_latest=False)
+        # Every rank its own RNG (DeepSpeed keeps client_state from rank 0 only): dropout differs per rank.
+        torch.save(rng_state(), f"{ckpt_dir}/rng_rank{self.rank}.pt")
 
     def load_state(self, ckpt_dir: str) -> None:
         """Restore what save_state wrote (added pairs must be added again first: their count is checked)."""
@@ -214,7 +217,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
             raise FileNotFoundError(f"no DeepSpeed RM state under {ckpt_dir}")
         if client["pairs"] != len(self.pairs):
             raise RuntimeError(f"{ckpt_dir}: saved with {client['pairs']} pairs, this learner holds {len(self.pairs)}")
-        torch.set_rng_state(client["torch_rng"])
+        set_rng_state(torch.load(f"{ckpt_dir}/rng_rank{self.rank}.pt", weights_only=False))
         if self.ascent and client["ascent"]:
             self.ascent.load_state_dict(client["ascent"])
 

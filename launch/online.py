@@ -52,6 +52,11 @@ class MetaSet:
     def flat(self) -> list[list[int]]:
         return [s for prompt in self.sequences for s in prompt]
 
+    @property
+    def pairs(self) -> list[tuple[list[int], list[int]]]:
+        """(prompt, response) token pairs, as RewardActors score them (the same sequences as flat)."""
+        return list(zip(self.rollouts.prompt_ids, self.rollouts.response_ids))
+
     def shaped(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.view(len(self.sequences), -1)
 
@@ -79,7 +84,8 @@ class OnlineRounds:
     # ------------------------------------------------------------------ lifetime
     def start(self, checkpoint: Path | None = None) -> None:
         cfg, trainer = self.cfg, self.trainer
-        gold = self.online.gold or gold_judge(cfg.data.relabel_with)
+        # A gold judge named, or found beside relabeled data in a run of rounds (rounds 1 stays a plain PPO run).
+        gold = self.online.gold or (gold_judge(cfg.data.relabel_with) if self.online.rounds > 1 else None)
         if self.online.rm_update == "labeled" and self.online.rounds > 1 and not gold:
             raise ConfigError("online.rm_update=labeled needs an oracle: online.gold=<gold RM folder>, or "
                               "data.relabel_with=<a `rlhf-ray gold build` run folder>")
@@ -112,6 +118,11 @@ class OnlineRounds:
         if checkpoint and (checkpoint / STATE).exists():
             self.restore(checkpoint)
 
+    @property
+    def shape(self) -> dict[str, int]:
+        return {"online.rounds": self.online.rounds, "ppo.iterations": self.cfg.ppo.iterations,
+                "online.rm_steps": self.rm_steps}
+
     def make_rm_group(self) -> ActorGroup:
         """continue: the run's RM, its LR schedule spanning every round's update; sft: a fresh head on the initial
         policy, scheduled over one round. Labeled pairs of earlier rounds are added."""
@@ -133,12 +144,16 @@ class OnlineRounds:
 
     def save(self, staging: Path) -> None:
         """A checkpoint part: the RM learner's whole state and the round loop's own."""
-        torch.save({"labeled": self.labeled, "rm_updates": self.rm_updates}, staging / STATE)
+        torch.save({"labeled": self.labeled, "rm_updates": self.rm_updates, "shape": self.shape}, staging / STATE)
         if self.rm_group:
             self.rm_group.run("save_state", str(staging / "rm_learner"))
 
     def restore(self, checkpoint: Path) -> None:
         saved = torch.load(checkpoint / STATE, weights_only=False)
+        if saved["shape"] != self.shape:
+            # Round boundaries and the RM's LR schedule are functions of these: a resume could not continue the run.
+            raise ConfigError(f"{checkpoint} was written by a run of {saved['shape']}; this config has {self.shape}. "
+                              "Resume with the same online.rounds, ppo.iterations and online.rm_steps")
         self.labeled, self.rm_updates = saved["labeled"], saved["rm_updates"]
         if (checkpoint / "rm_learner").exists():
             if self.rm_group is None:  # rm_init sft, resumed inside a round: this round's RM
@@ -156,17 +171,17 @@ class OnlineRounds:
         """Round r's meta set, RM update and push (r > 1), and diagnostics; the row joins iteration `step`'s."""
         t0 = time.perf_counter()
         meta = self.sample_meta_set(r)
-        before = meta.shaped(self.proxy_scores(meta.flat))
+        before = meta.shaped(self.trainer.score(meta.rollouts))  # the RM that PPO uses, as PPO calls it
         row: dict[str, float] = {"round/index": float(r), "round/meta_prompts": float(len(meta.sequences))}
         after = before
         if r > 1 and self.updates_rm:
             row |= self.update_rm(r, meta)
             hang_if_asked(f"rm_update:{r}")
             self.push(reinit_critic=self.online.critic_init == "rm")
-            after = meta.shaped(self.proxy_scores(meta.flat))
+            after = meta.shaped(self.trainer.score(meta.rollouts))
             own = score_sequences_on(self.rm_group, meta.flat, self.cfg.reward.batch_size)
             row["round/push_max_abs_diff"] = float((after.flatten() - own).abs().max())
-        gold = meta.shaped(self.gold_scores(meta.flat)) if self.gold else None
+        gold = meta.shaped(self.gold_scores(meta.pairs)) if self.gold else None
         row |= round_diagnostics(after, gold)
         row["round/gap_mean_before_update"] = float(within_prompt_gaps(before).mean())
         self.trainer.metrics.histogram("round/gaps", within_prompt_gaps(after), step)
@@ -218,7 +233,8 @@ class OnlineRounds:
 
     def add_labeled_pairs(self, meta: MetaSet) -> dict[str, float]:
         """The oracle orders responses 0 and 1 of every meta prompt; these pairs join the RM's data (ties skipped)."""
-        gold = meta.shaped(self.gold_scores([prompt[i] for prompt in meta.sequences for i in (0, 1)]))
+        k = self.cfg.metarm.k
+        gold = self.gold_scores([meta.pairs[m * k + i] for m in range(len(meta.sequences)) for i in (0, 1)]).view(-1, 2)
         new = [{"chosen_ids": seqs[0], "rejected_ids": seqs[1]} if g[0] > g[1] else
                {"chosen_ids": seqs[1], "rejected_ids": seqs[0]}
                for seqs, g in zip(meta.sequences, gold.tolist()) if g[0] != g[1]]
@@ -237,14 +253,9 @@ class OnlineRounds:
         WeightSync("object_store", self.rm_group, targets).sync()
 
     # ------------------------------------------------------------------ scoring
-    def proxy_scores(self, sequences: list[list[int]]) -> torch.Tensor:
-        return torch.tensor([s for part in self.trainer.reward.run_sharded("score_sequences", sequences) for s in part])
-
-    def gold_scores(self, sequences: list[list[int]]) -> torch.Tensor:
-        return torch.tensor([s for part in self.gold.run_sharded("score_sequences", sequences) for s in part])
+    def gold_scores(self, pairs: list[tuple[list[int], list[int]]]) -> torch.Tensor:
+        return torch.tensor([s for part in self.gold.run_sharded("score", pairs) for s in part])
 
     def gold_reward(self, rollouts: Rollouts, scores: torch.Tensor) -> dict[str, float]:
         """A rollout hook: the gold RM's mean reward of this iteration's samples."""
-        eos = self.trainer.tokenizer.eos_token_id
-        gold = self.gold_scores([rm_sequence(p, r, eos) for p, r in zip(rollouts.prompt_ids, rollouts.response_ids)])
-        return {"reward/gold_mean": float(gold.mean())}
+        return {"reward/gold_mean": float(self.gold_scores(list(zip(rollouts.prompt_ids, rollouts.response_ids))).mean())}

@@ -35,14 +35,17 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """Python, numpy and torch RNG states, to save with a checkpoint."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, numpy, torch and (on a GPU node) CUDA RNG states, to save with a checkpoint."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def truncate_jsonl(path: Path, last_step: int, key: str = "step") -> int:

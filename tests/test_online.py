@@ -99,6 +99,7 @@ def test_a_kill_inside_round_2_resumes_to_the_straight_run(online_config, hang):
     assert samples(runs / "straight") == samples(runs / name)
 
 
+@pytest.mark.long  # a third run of ~1.5 min; the default run covers the round machinery with metarm
 def test_labeled_rounds_add_oracle_pairs_to_a_reinitialised_rm(online_config):
     """online.rm_update=labeled with rm_init=sft: the oracle orders two responses per meta prompt, the pairs join a
     fresh RM's data, and the RM that trained on them is the one the RewardActor scores with."""

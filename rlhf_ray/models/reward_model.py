@@ -53,12 +53,12 @@ def token_values(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask
     return _head(model)(_hidden_states(model, input_ids, attention_mask)).squeeze(-1).float()
 
 
-@torch.no_grad()
 def rm_sequence(prompt_ids: list[int], response_ids: list[int], eos_id: int) -> list[int]:
     """The sequence an RM scores for (prompt, response): the RM reads its reward at a final EOS."""
     return list(prompt_ids) + list(response_ids) + ([] if response_ids and response_ids[-1] == eos_id else [eos_id])
 
 
+@torch.no_grad()
 def score_sequences(
     model: PreTrainedModel, sequences: list[list[int]], pad_id: int, batch_size: int = 16, mixed_precision: str = "none"
 ) -> torch.Tensor:
