@@ -31,7 +31,7 @@ from rlhf_ray.training.rm_data import prepare_rm_data, total_steps
 
 from .evaluate import gold_judge
 from .rm_jobs import score_sequences_on
-from .rm_train import train_rm
+from .rm_train import check_rm_batch, train_rm
 from .testing import hang_if_asked
 from .trainer import PPOTrainer, sampling_params
 
@@ -44,7 +44,6 @@ STATE = "online_state.pt"
 class MetaSet:
     """k responses of the current policy to each of M prompts: RM token sequences [M][k] and the rollouts."""
 
-    prompt_index: list[int]
     sequences: list[list[list[int]]]
     rollouts: Rollouts
 
@@ -105,17 +104,17 @@ class OnlineRounds:
             raise ConfigError("online rounds update a reward model, but the run has none (reward.function)")
         # The RM's data as `rm train` prepares it (denoising included); the RM continues the run's own.
         self.data = prepare_rm_data(cfg.model_copy(update={"model": cfg.model.model_copy(update={"reward": trainer.reward_dir})}))
-        rm = cfg.rm
-        if rm.batch_size % (rm.micro_batch_size * cfg.learner.world_size):
-            raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x "
-                              f"learner.world_size ({rm.micro_batch_size} x {cfg.learner.world_size})")
-        self.rm_steps = self.online.rm_steps or total_steps(len(self.data.train_rows), rm.model_copy(
+        check_rm_batch(cfg)
+        self.rm_steps = self.online.rm_steps or total_steps(len(self.data.train_rows), cfg.rm.model_copy(
             update={"epochs": 1, "max_steps": None}), "online RM update")
         self.pairs_ref = ray.put(self.data.pairs)
+        resumed = checkpoint is not None and (checkpoint / STATE).exists()
+        if resumed:
+            self.read_state(checkpoint)  # before any RM group exists: it takes the labeled pairs at creation
         if self.online.rm_init == "continue":
             self.rm_group = self.make_rm_group()
         trainer.checkpoint_parts.append(self.save)
-        if checkpoint and (checkpoint / STATE).exists():
+        if resumed:
             self.restore(checkpoint)
 
     @property
@@ -148,18 +147,20 @@ class OnlineRounds:
         if self.rm_group:
             self.rm_group.run("save_state", str(staging / "rm_learner"))
 
-    def restore(self, checkpoint: Path) -> None:
+    def read_state(self, checkpoint: Path) -> None:
+        """The round loop's own state (labeled pairs, RM updates done) from a checkpoint of the same round shape."""
         saved = torch.load(checkpoint / STATE, weights_only=False)
         if saved["shape"] != self.shape:
             # Round boundaries and the RM's LR schedule are functions of these: a resume could not continue the run.
             raise ConfigError(f"{checkpoint} was written by a run of {saved['shape']}; this config has {self.shape}. "
                               "Resume with the same online.rounds, ppo.iterations and online.rm_steps")
         self.labeled, self.rm_updates = saved["labeled"], saved["rm_updates"]
+
+    def restore(self, checkpoint: Path) -> None:
+        """The RM learner's state from the checkpoint, and the current RM to the RewardActors."""
         if (checkpoint / "rm_learner").exists():
             if self.rm_group is None:  # rm_init sft, resumed inside a round: this round's RM
                 self.rm_group = self.make_rm_group()
-            elif self.labeled:
-                self.rm_group.run("add_pairs", self.labeled)
             self.rm_group.run("load_state", str(checkpoint / "rm_learner"))
         if self.rm_updates:  # the RewardActors started from the initial RM: give them the current one
             self.push(reinit_critic=False)  # the critic is the checkpoint's own
@@ -201,7 +202,7 @@ class OnlineRounds:
                                                       rank_args=lambda rank: (sampling_params(cfg, seed + rank, n=k),)))
         eos = trainer.tokenizer.eos_token_id
         flat = [rm_sequence(p, resp, eos) for p, resp in zip(rollouts.prompt_ids, rollouts.response_ids)]
-        return MetaSet(index, [flat[m * k : (m + 1) * k] for m in range(n)], rollouts)
+        return MetaSet([flat[m * k : (m + 1) * k] for m in range(n)], rollouts)
 
     def update_rm(self, r: int, meta: MetaSet) -> dict[str, float]:
         """rm_steps RM steps: MetaRM (meta term on this meta set) or vanilla on the same pairs in the same order;

@@ -41,9 +41,7 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
     then(group, data): more work for the trained group before it is freed (gold build labels pairs); its dict joins
     the summary."""
     rm, learner = cfg.rm, cfg.learner
-    if rm.batch_size % (rm.micro_batch_size * learner.world_size):
-        raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x learner.world_size "
-                          f"({rm.micro_batch_size} x {learner.world_size}): every rank runs the same micro-batches")
+    check_rm_batch(cfg)
     seed_everything(cfg.run.seed)
     precision = precision or announce_precision(cfg.model.mixed_precision)  # each rank decides again for its own node
     data = prepare_rm_data(cfg)
@@ -72,6 +70,14 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
                "reward_model": str(save_dir), **extra}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def check_rm_batch(cfg: Config) -> None:
+    """An RM learner group's batch rule: every rank runs the same micro-batches."""
+    rm, world = cfg.rm, cfg.learner.world_size
+    if rm.batch_size % (rm.micro_batch_size * world):
+        raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x learner.world_size "
+                          f"({rm.micro_batch_size} x {world}): every rank runs the same micro-batches")
 
 
 def train_rm(group: ActorGroup, data: RMData, rm: RMConfig, seed: int, steps: int, on_row=None, on_save=None,
