@@ -18,8 +18,14 @@ class RolloutActor(NodePrecision):
     def ready(self) -> bool:
         return True
 
-    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> Rollouts:
-        return self.engine.generate(prompt_ids, sampling)
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams,
+                 prompt_seeds: list[int] | None = None) -> Rollouts:
+        return self.engine.generate(prompt_ids, sampling, prompt_seeds)
+
+    def answer_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+        """The current policy's teacher-forced log-probs of (prompt_ids, answer_ids) pairs' answer tokens (SEAM
+        scores gold and worse answers)."""
+        return self.engine.answer_logprobs([p for p, _ in pairs], [a for _, a in pairs])
 
     def update_weights(self, blob: bytes) -> None:
         """Policy weights as one safetensors blob; Ray hands every actor the same object-store copy."""

@@ -95,6 +95,36 @@ def cmd_eval(args) -> None:
     print(f"written: {out / 'eval.json'}, {out / 'eval_samples.jsonl'}")
 
 
+def cmd_seam_score(args) -> None:
+    from launch.seam import run_seam_score
+
+    cfg, run_dir = _config_and_run_dir(args)
+    s = run_seam_score(cfg, run_dir, policy=args.policy, reward=args.rm)
+    d = s["seam"]
+    print(f"SEAM ({s['variant']}, {s['estimator']}, length penalty {s['length_penalty']}) of {s['prompts']} prompts: "
+          f"mean {d.get('mean', float('nan')):.4f}, q10 {d.get('q10', float('nan')):.4f}, "
+          f"median {d.get('q50', float('nan')):.4f}, q90 {d.get('q90', float('nan')):.4f}; {s['unscored']} unscored")
+    print(f"the RM scores {s['misjudgement_rate']:.1%} of worse answers above gold; {s['pairs_scored']} answers "
+          f"scored in {s['score_seconds']:.0f} s")
+    print(f"written: {s['scores']}, {run_dir / 'seam_summary.json'}")
+
+
+def cmd_seam_filter(args) -> None:
+    from pathlib import Path
+
+    from launch.seam import SCORES, run_seam_filter
+
+    cfg = _config(args)
+    scores = Path(args.scores)
+    scores = scores / SCORES if scores.is_dir() else scores
+    if not scores.exists():
+        raise FileNotFoundError(f"{scores}: no SEAM scores (run `rlhf-ray seam score` first)")
+    out = Path(args.out) if args.out else scores.with_name(f"seam_prompts_{cfg.seam.filter}_{cfg.seam.drop_fraction:g}.jsonl")
+    s = run_seam_filter(cfg, scores, out)
+    print(f"{s['method']}: dropped {s['dropped']} of {s['scored']} scored prompts, kept {s['kept']} "
+          f"({s['unscored_kept']} unscored pass); use data.rl_prompts={out}")
+
+
 def cmd_data_inspect(args) -> None:
     from rlhf_ray.data import load_preferences, prompt_dataset
 
@@ -158,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(gold.add_parser("build", help="train the gold RM (rm section) and write its labels of every pair"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_gold_build)
+
+    seam = commands.add_parser("seam", help="SEAM: policy-RM seamlessness of prompts").add_subparsers(
+        dest="seam_command", required=True, metavar="SEAM_COMMAND")
+    p = with_config(seam.add_parser("score", help="worse answers (seam.variant) and seam_score of every RL prompt, "
+                                                  "on Ray Data actor pools"))
+    p.add_argument("--policy", help="the policy (default: model.policy)")
+    p.add_argument("--rm", help="the reward model folder (default: model.reward)")
+    p.set_defaults(func=cmd_seam_score)
+    p = seam.add_parser("filter", help="drop the lowest-SEAM (or random: seam.filter) share of scored prompts")
+    p.add_argument("scores", help="a `seam score` run folder or its seam_scores.jsonl")
+    p.add_argument("-c", "--config", help="YAML config for the seam section (default: defaults)")
+    p.add_argument("--out", help="output JSONL (default: beside the scores)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. seam.filter=random seam.drop_fraction=0.1")
+    p.set_defaults(func=cmd_seam_filter)
 
     data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
                                                                             metavar="DATA_COMMAND")

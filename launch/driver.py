@@ -1,7 +1,7 @@
 """`rlhf-ray train`: a PPO run as a short loop over a PPOTrainer (launch/trainer.py, where one iteration reads top to
 bottom): resume from the newest complete checkpoint, step through the iterations, checkpoint every N and at the end.
 With online.rounds > 1 the iterations form rounds, each begun by OnlineRounds (launch/online.py): the RM follows
-the policy.
+the policy. With seam.filter, SeamFilter (launch/seam_online.py) filters each iteration's buffer.
 """
 
 import logging
@@ -15,6 +15,7 @@ from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint
 
 from .online import OnlineRounds
+from .seam_online import SeamFilter
 from .testing import hang_if_asked
 from .trainer import BufferFilter, PPOTrainer
 
@@ -38,10 +39,14 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
 
     trainer = PPOTrainer(cfg, run_dir, show_progress, buffer_filter)
     online = OnlineRounds(trainer, show_progress)
+    seam = SeamFilter(trainer) if cfg.seam.filter != "none" and buffer_filter is None else None
+    trainer.buffer_filter = seam or buffer_filter
     history = []
     try:  # on any error too: free the actors and placement groups (a cluster outlives this driver)
         trainer.start(ckpt)
         online.start(ckpt)  # online rounds' RM learner and gold judge, when configured
+        if seam:
+            seam.start()  # the SeamActor; scoring borrows the trainer's RolloutActors and RewardActors
         # A bar in a terminal only: elsewhere the per-iteration log line is the progress.
         bar = tqdm(range(trainer.state.iteration + 1, total + 1), desc="ppo", unit="iter",
                    disable=not (show_progress and sys.stderr.isatty()))
@@ -56,6 +61,8 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
             if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == total:
                 trainer.checkpoint()
     finally:
+        if seam:
+            seam.close()
         online.close()
         trainer.close()
     return history

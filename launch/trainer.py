@@ -26,6 +26,7 @@ from actors.weight_sync import WeightSync
 from rlhf_ray.algorithms import make_kl_controller
 from rlhf_ray.config import Config
 from rlhf_ray.data import load_preferences, prompt_dataset
+from rlhf_ray.data.prompts import keep_listed_prompts
 from rlhf_ray.data.tokenize import render_prompt
 from rlhf_ray.device import announce_precision
 from rlhf_ray.metrics import MetricsLogger
@@ -45,8 +46,9 @@ from .rm_train import reward_model_save_dir, run_rm_train
 
 log = logging.getLogger("rlhf_ray.ppo")
 
-# A buffer filter gets the filled buffer and the iteration and returns the rows to keep (positions into the buffer).
-BufferFilter = Callable[[ReplayBuffer, int], list[int]]
+# A buffer filter gets the filled buffer and the iteration and returns the rows to keep (positions into the buffer)
+# and its metrics for the iteration's row.
+BufferFilter = Callable[[ReplayBuffer, int], tuple[list[int], dict[str, float]]]
 # A rollout hook sees each iteration's scored rollouts; its metrics join the iteration's row (a gold judge's reward).
 RolloutHook = Callable[[Rollouts, torch.Tensor], dict[str, float]]
 # A checkpoint part writes more state into a checkpoint's staging folder before it is committed (online rounds' RM).
@@ -84,7 +86,8 @@ class PPOTrainer:
         rollout_precision = announce_precision(cfg.rollout.dtype, knob="rollout.dtype")
         self.policy_dir = resolve_model(cfg.model.policy)
         self.tokenizer = load_tokenizer(self.policy_dir)
-        self.prompts = prompt_token_ids(cfg, self.tokenizer)
+        self.prompt_rows = rl_prompt_rows(cfg)  # texts and gold answers (SEAM); self.prompts: their token ids
+        self.prompts = prompt_token_ids(cfg, self.tokenizer, self.prompt_rows)
         log.info("%d RL prompts", len(self.prompts))
         init_ray(cfg.cluster)
         # Before the PPO actors exist: RM training gets the machine.
@@ -163,7 +166,7 @@ class PPOTrainer:
         targets = self.fill_buffer(batch, exp, scores)
         if self.buffer_filter:
             with timer("filter"):
-                self.filter_buffer(iteration)
+                hooked |= self.filter_buffer(iteration)
         with timer("learn"):
             stats, learn_tokens = self.learn()
         with timer("sync"):
@@ -221,14 +224,15 @@ class PPOTrainer:
                                        "advantages": t.advantages, "returns": t.returns, "scores": scores})
         return t
 
-    def filter_buffer(self, iteration: int) -> None:
-        """The buffer-filter hook: keep the rows the filter names (it sees the filled buffer)."""
+    def filter_buffer(self, iteration: int) -> dict[str, float]:
+        """The buffer-filter hook: keep the rows the filter names (it sees the filled buffer); its metrics."""
         before = len(self.state.buffer)
-        keep = self.buffer_filter(self.state.buffer, iteration)
+        keep, metrics = self.buffer_filter(self.state.buffer, iteration)
         if not keep:
             raise ValueError(f"iteration {iteration}: the buffer filter kept no rows of {before}")
         self.state.buffer.filter(keep)
         log.info("iteration %d: the buffer filter kept %d of %d rows", iteration, len(keep), before)
+        return metrics
 
     def learn(self) -> tuple[list[dict], float]:
         """PPO epochs on the learner group over the buffer as it is now (after any filter), sharded so that every rank
@@ -255,12 +259,20 @@ class PPOTrainer:
 
 
 # ---------------------------------------------------------------------- what a run starts from
-def prompt_token_ids(cfg: Config, tokenizer) -> list[list[int]]:
-    """RL prompts of the configured preference set, rendered (chat template) and cut from the left to fit."""
-    out = encode_prompts(cfg, tokenizer, prompt_dataset(load_preferences(cfg.data).train))
-    if not out:
-        raise ValueError("no RL prompts: the configured data gave no training pairs")
-    return out
+def rl_prompt_rows(cfg: Config):
+    """RL prompts of the configured preference set, each with its gold answer; only those data.rl_prompts lists."""
+    prompts = prompt_dataset(load_preferences(cfg.data).train)
+    if cfg.data.rl_prompts:
+        prompts = keep_listed_prompts(prompts, cfg.data.rl_prompts)
+    if not len(prompts):
+        raise ValueError("no RL prompts: the configured data gave no training pairs"
+                         + (f" listed in data.rl_prompts={cfg.data.rl_prompts}" if cfg.data.rl_prompts else ""))
+    return prompts
+
+
+def prompt_token_ids(cfg: Config, tokenizer, rows=None) -> list[list[int]]:
+    """RL prompts (default: rl_prompt_rows) rendered (chat template) and cut from the left to fit."""
+    return encode_prompts(cfg, tokenizer, rl_prompt_rows(cfg) if rows is None else rows)
 
 
 def encode_prompts(cfg: Config, tokenizer, rows, room: int | None = None) -> list[list[int]]:

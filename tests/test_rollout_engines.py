@@ -171,6 +171,36 @@ def test_n_samples_per_prompt(vllm_engine, prompts, tok):
     assert unseeded[0] != unseeded[1]  # no seed: fresh samples each call
 
 
+@pytest.mark.parametrize("name", ["vllm", "hf"])
+def test_prompt_seeds_make_a_prompts_samples_independent_of_its_batch(name, vllm_engine, hf_engine, prompts):
+    # SEAM's degrader builds a prompt's worse answers once, whichever prompts share its batch.
+    engine = {"vllm": vllm_engine, "hf": hf_engine}[name]
+    sampling = SamplingParams(n=2, max_tokens=6, temperature=1.0)
+    both = engine.generate(prompts[:2], sampling, prompt_seeds=[5, 9])
+    alone = engine.generate(prompts[1:2], sampling, prompt_seeds=[9])
+    assert both.response_ids[2:] == alone.response_ids and both.prompt_index == [0, 0, 1, 1]
+    assert engine.generate(prompts[1:2], sampling, prompt_seeds=[10]).response_ids != alone.response_ids
+
+
+@pytest.mark.parametrize("name", ["vllm", "hf"])
+def test_answer_logprobs_are_the_teacher_forced_log_probs(name, vllm_engine, hf_engine, hf_model, base_weights,
+                                                         prompts):
+    engine = {"vllm": vllm_engine, "hf": hf_engine}[name]
+    answers = [[5, 17, 3, 9], [11], [], [7, 7, 40, 2, 19, 23]]
+    pair_prompts = [prompts[0], prompts[1], prompts[2], prompts[0]]
+    got = engine.answer_logprobs(pair_prompts, answers)
+    assert [len(g) for g in got] == [4, 1, 0, 6]
+    hf_model.load_state_dict(base_weights)
+    for prompt, answer, lps in zip(pair_prompts, answers, got):
+        if not answer:
+            continue
+        ids = torch.tensor([prompt + answer])
+        with torch.no_grad():
+            ref = hf_model(ids).logits[0, len(prompt) - 1:-1].float().log_softmax(-1)
+        ref = ref.gather(-1, torch.tensor(answer)[:, None]).squeeze(-1)
+        assert torch.allclose(torch.tensor(lps), ref, atol=2e-3), (name, lps, ref.tolist())
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_vllm_logprobs_are_temperature_1_teacher_forced(vllm_engine, hf_model, base_weights, prompts,
                                                         temperature, restore_weights):

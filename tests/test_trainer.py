@@ -14,7 +14,7 @@ def test_a_buffer_filter_decides_the_rows_the_learners_train_on(ray_local, ppo_c
 
     def drop_every_third(buffer, iteration):
         seen["rows"] = len(buffer)
-        return [i for i in range(len(buffer)) if i % 3]  # positions: rows 0, 3, 6, ... are dropped
+        return [i for i in range(len(buffer)) if i % 3], {"filter/seen": len(buffer)}  # rows 0, 3, 6, ... go
 
     cfg = ppo_config(f"filter{zero_stage}", f"learner.zero_stage={zero_stage}",
                  "reward.function=rlhf_ray.rewards:target_token_fraction", "reward.function_kwargs={target_ids: [5]}",
@@ -29,6 +29,7 @@ def test_a_buffer_filter_decides_the_rows_the_learners_train_on(ray_local, ppo_c
             assert kept == [i for i in range(32) if i % 3]  # 21 rows: shards of 11 and 10, each padded to 16
             assert trainer.rows_learned == kept  # every kept row trained on, and nothing else
             assert row["buffer/rows"] == 21 and row["buffer/dropped"] == 11 and "time/filter_s" in row
+            assert row["filter/seen"] == 32  # the filter's metrics join the row
             assert row["ppo/ppo_steps"] == 2  # 2 micro-batches of 8 on each rank: the ZeRO rule held
     finally:
         trainer.close()

@@ -15,10 +15,12 @@ from .schema import (
     RMConfig,
     RolloutConfig,
     RunConfig,
+    SeamConfig,
     StrengthConfig,
 )
 
 __all__ = [
     "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "EvalConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
+    "SeamConfig",
     "dump_config", "load_config",
 ]

@@ -59,6 +59,10 @@ class DataConfig(Section):
         "ordered by the gold RM's scores (a synthetic gold world); pairs it did not score are dropped and counted."
     )
     chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template when it has one.")
+    rl_prompts: str | None = Field(
+        None, description="A prompt list (JSONL rows with a prompt field, e.g. `rlhf-ray seam filter`'s output): PPO "
+        "uses only the train prompts it names (None: every train prompt). RM data is unaffected."
+    )
 
 
 class ModelConfig(Section):
@@ -204,6 +208,44 @@ class OnlineConfig(Section):
     )
 
 
+class SeamConfig(Section):
+    """SEAM (ALGORITHMS.md §3, §6.1-6.6): per prompt, K worse answers beside the gold one; the policy's log-probs and
+    the RM's rewards over [gold, worse] give seam_score in [0, 1], higher = policy and RM agree with the gold order."""
+
+    variant: Literal["contrast", "gpt", "adv"] = Field(
+        "gpt", description="Worse answers: contrast (gold answers of the nearest other prompts) | gpt (a degrader LLM "
+        "asked for lower-quality answers) | adv (seeded perturbations of the gold answer). CHOICE §3.3: gpt."
+    )
+    k: int = Field(30, ge=1, description="Worse answers per prompt (SEAM: 30; smaller in CPU configs).")
+    seed: int = Field(0, description="Seed of the worse answers, apart from run.seed so runs can share the cache.")
+    estimator: Literal["mass", "count", "disagree"] = Field(
+        "mass", description="CHOICE §3.2: mass (the policy's relative mass on misjudged worse answers) | count "
+        "(share misjudged) | disagree (share where policy and RM order gold and worse answer differently)."
+    )
+    length_penalty: Literal["mean", "sum"] = Field(
+        "mean", description="CHOICE §6.2: the policy's per-token mean log-prob (the length penalty), or the raw sum."
+    )
+    max_answer_tokens: int = Field(128, ge=1, description="Answers are cut to this many tokens before scoring (SEAM: 128).")
+    filter: Literal["none", "seam", "random"] = Field(
+        "none", description="Which prompts to drop: none | seam (the lowest-SEAM drop_fraction) | random (as many, "
+        "drawn at random: the control)."
+    )
+    drop_fraction: float = Field(0.2, ge=0, lt=1, description="Share of scored prompts dropped (CHOICE §3.3: 20 %).")
+    adv_fraction: float = Field(0.3, gt=0, le=1, description="adv: share of words edited (SEAM: 30 %).")
+    contrast_max_cosine: float = Field(0.9, description="contrast: neighbours at or above this cosine are skipped (SEAM: 0.9).")
+    encoder: str = Field("all-minilm-l6-v2", description="contrast: the sentence encoder (an asset name or HF folder).")
+    degrader: str | None = Field(None, description="gpt: the degrader model, an asset name or HF folder (None: model.policy).")
+    degrader_endpoint: str | None = Field(
+        None, description="gpt: an OpenAI-compatible base URL (http://host:port/v1) to degrade with instead of a "
+        "local model; degrader then names the endpoint's model."
+    )
+    degrader_max_tokens: int = Field(128, ge=1, description="gpt: max tokens of a worse answer.")
+    degrader_temperature: float = Field(1.0, gt=0, description="gpt: sampling temperature (SEAM: 1).")
+    cache: str | None = Field(None, description="Worse-answer cache folder (None: <asset cache>/seam).")
+    scorers: int = Field(1, ge=1, description="Offline scoring: actors in each pool (policy, RM, degrader) of the Ray Data pipeline.")
+    batch_prompts: int = Field(16, ge=1, description="Offline scoring: prompts per map_batches call.")
+
+
 class PPOConfig(Section):
     """PPO constants; defaults from MOSS train_ppo_en.sh and TRL (ALGORITHMS.md §1.4, §4)."""
 
@@ -314,6 +356,7 @@ class Config(Section):
     metarm: MetaRMConfig = Field(default_factory=MetaRMConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     online: OnlineConfig = Field(default_factory=OnlineConfig)
+    seam: SeamConfig = Field(default_factory=SeamConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

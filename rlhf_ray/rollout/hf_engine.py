@@ -1,5 +1,6 @@
 """The fallback rollout engine on transformers `generate`: slow, but needs nothing beyond torch + transformers."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -63,8 +64,23 @@ class HFEngine:
             **sample,
         )
 
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams,
+                 prompt_seeds: list[int] | None = None) -> Rollouts:
+        """n samples per prompt; with prompt_seeds (one per prompt) each prompt is sampled alone under its seed."""
+        if prompt_seeds is None:
+            return self._generate(prompt_ids, sampling)
+        if len(prompt_seeds) != len(prompt_ids):
+            raise ValueError(f"{len(prompt_seeds)} prompt seeds for {len(prompt_ids)} prompts")
+        out = Rollouts()
+        for index, (prompt, seed) in enumerate(zip(prompt_ids, prompt_seeds)):
+            part = self._generate([prompt], replace(sampling, seed=seed))
+            for j in range(len(part)):
+                out.append(index, prompt, part.response_ids[j], part.response_logprobs[j], part.texts[j],
+                           part.finish_reasons[j])
+        return out
+
     @torch.no_grad()
-    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> Rollouts:
+    def _generate(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> Rollouts:
         # Each prompt n times in a row (HF refuses num_return_sequences > 1 when greedy; vLLM allows it).
         rows = [p for p in prompt_ids for _ in range(sampling.n)]
         ids, mask = left_pad(rows, self.tokenizer.pad_token_id)
@@ -85,6 +101,23 @@ class HFEngine:
             text = self.tokenizer.decode(response, skip_special_tokens=True)
             rollouts.append(index, prompt_ids[index], response, lps, text, reason)
         return rollouts
+
+    @torch.no_grad()
+    def answer_logprobs(self, prompt_ids: list[list[int]], answer_ids: list[list[int]],
+                        batch_size: int = 16) -> list[list[float]]:
+        """Teacher-forced log-probs (temperature 1) of each answer's tokens after its prompt."""
+        from ..ppo.batch import make_sequences, sequence_logprobs
+
+        out: list[list[float]] = [[] for _ in answer_ids]
+        rows = [i for i, a in enumerate(answer_ids) if a]  # an empty answer has no tokens to score
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            ids, attn, act = make_sequences([prompt_ids[i] for i in chunk], [answer_ids[i] for i in chunk],
+                                            self.tokenizer.pad_token_id)
+            lp = sequence_logprobs(self.model, ids.to(self.device), attn.to(self.device), action_mask=act)
+            for row, i in enumerate(chunk):
+                out[i] = lp[row][act[row].bool()].tolist()
+        return out
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state_dict)

@@ -65,6 +65,11 @@ class VLLMEngine:
         **llm_kwargs,
     ):
         vllm = import_vllm()
+        # vLLM rewinds a seeded request's generator after a partial (chunked) prefill, which CPU generators cannot
+        # do ("CPU Generator does not use offset"): on CPU a prompt is prefilled whole.
+        if accelerator() == "cpu":
+            llm_kwargs.setdefault("enable_chunked_prefill", False)
+            llm_kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 4096))  # a whole prompt fits a step
         # VLLM_CPU_KVCACHE_SPACE (whole GiB), when set, overrides kv_cache_memory_bytes on CPU.
         self.llm = vllm.LLM(
             model=str(model_dir),
@@ -80,12 +85,17 @@ class VLLMEngine:
             **llm_kwargs,
         )
 
-    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams) -> Rollouts:
+    def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams,
+                 prompt_seeds: list[int] | None = None) -> Rollouts:
+        """n samples per prompt; prompt_seeds (one per prompt) make a prompt's samples independent of its batch."""
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids]
         # vLLM seeds sample j of a request with seed + j; give each prompt its own range, or prompts share streams.
-        seeds = [None if sampling.seed is None else sampling.seed + i * sampling.n for i in range(len(prompts))]
+        if prompt_seeds is not None and len(prompt_seeds) != len(prompts):
+            raise ValueError(f"{len(prompt_seeds)} prompt seeds for {len(prompts)} prompts")
+        seeds = prompt_seeds if prompt_seeds is not None else [
+            None if sampling.seed is None else sampling.seed + i * sampling.n for i in range(len(prompts))]
         params = [to_vllm_sampling(sampling, seed) for seed in seeds]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         rollouts = Rollouts()
@@ -97,6 +107,22 @@ class VLLMEngine:
                 # "stop" (EOS) or "length" (max_tokens), as vLLM names them.
                 rollouts.append(index, prompt, tokens, logprobs, completion.text, completion.finish_reason)
         return rollouts
+
+    def answer_logprobs(self, prompt_ids: list[list[int]], answer_ids: list[list[int]]) -> list[list[float]]:
+        """Teacher-forced log-probs (temperature 1) of each answer's tokens after its prompt: one prefill per pair
+        (vLLM does not read the prefix cache for requests that return prompt log-probs)."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = VSamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        rows = [i for i, a in enumerate(answer_ids) if a]  # an empty answer has no tokens to score
+        requests = [TokensPrompt(prompt_token_ids=list(prompt_ids[i]) + list(answer_ids[i])) for i in rows]
+        out: list[list[float]] = [[] for _ in answer_ids]
+        for i, request in zip(rows, self.llm.generate(requests, params, use_tqdm=False)):
+            answer = answer_ids[i]
+            steps = request.prompt_logprobs[len(request.prompt_token_ids) - len(answer):]
+            out[i] = [step[token].logprob for token, step in zip(answer, steps)]
+        return out
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         self.load_weights_blob(pack_state_dict(state_dict))

@@ -1,0 +1,81 @@
+"""`rlhf-ray seam score|filter` end to end on tiny models: the Ray Data pipeline's numbers checked against the models
+themselves, the filter's counts, and a PPO prompt set restricted to the kept prompts."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from launch.cli import main
+from launch.seam import seam_prompt_ids
+from launch.trainer import prompt_token_ids
+from rlhf_ray.config import load_config
+from rlhf_ray.data import load_preferences, prompt_dataset
+from rlhf_ray.models import load_policy, load_reward_model, load_tokenizer, rm_sequence, score_sequences
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_model_dir, tiny_rm_dir, tmp_path_factory, ray_local):
+    tmp = tmp_path_factory.mktemp("seam")
+    overrides = [f"model.policy={tiny_model_dir}", f"model.reward={tiny_rm_dir}", f"run.output_dir={tmp}/runs",
+                 "run.name=gpt", "seam.variant=gpt", "seam.k=2", "seam.degrader_max_tokens=12", "data.max_pairs=8",
+                 f"seam.cache={tmp}/cache", "seam.batch_prompts=3", "rollout.max_model_len=512",
+                 "rollout.kv_cache_gib=0.5", "rollout.resources.num_cpus=1", "reward.resources.num_cpus=1",
+                 "model.mixed_precision=none", "rollout.dtype=float32"]
+    (tmp / "c.yaml").write_text("run: {name: gpt}\n")
+    assert main(["seam", "score", str(tmp / "c.yaml"), *overrides]) == 0
+    run = tmp / "runs" / "gpt"
+    return tmp, overrides, run, [json.loads(line) for line in open(run / "seam_scores.jsonl")]
+
+
+def test_scores_match_the_models_and_the_formula(scored, tiny_model_dir, tiny_rm_dir):
+    tmp, overrides, run, rows = scored
+    summary = json.loads((run / "seam_summary.json").read_text())
+    assert summary["prompts"] == len(rows) > 0 and summary["worse_answers"]["built"] == len(rows)
+    assert summary["unscored"] == 0 and summary["nan_answers"] == 0
+    cache = [json.loads(line) for line in open(tmp / "cache" / "gpt.jsonl")]
+    assert len(cache) == len(rows)
+    tok = load_tokenizer(tiny_model_dir)
+    policy, rm = load_policy(tiny_model_dir).eval(), load_reward_model(tiny_rm_dir).eval()
+    cfg = load_config(None, overrides)
+    prompts = seam_prompt_ids(cfg, tok, prompt_dataset(load_preferences(cfg.data).train))
+    for row, prompt in zip(rows[:3], prompts):
+        assert row["gold"] not in row["worse_answers"] and row["worse"] == len(row["worse_answers"]) <= 2
+        # The policy's teacher-forced log-prob of gold + EOS, and the RM's reward of gold, from the models here.
+        gold = tok(row["gold"], add_special_tokens=False)["input_ids"][:128]
+        ids = torch.tensor([prompt + gold + [tok.eos_token_id]])
+        with torch.no_grad():
+            lp = policy(ids).logits[0, len(prompt) - 1:-1].float().log_softmax(-1)
+        lp = lp.gather(-1, ids[0, len(prompt):, None]).sum().item()
+        assert row["gold_logprob"] == pytest.approx(lp, abs=5e-3) and row["gold_tokens"] == len(gold) + 1
+        reward = score_sequences(rm, [rm_sequence(prompt, gold, tok.eos_token_id)], tok.pad_token_id, 4, "none")
+        assert row["gold_reward"] == pytest.approx(float(reward[0]), abs=1e-4)
+    for row in rows:  # the default estimator by a plain loop over the raw numbers
+        ll = [row["gold_logprob"] / row["gold_tokens"]] + [a / n for a, n in zip(row["worse_logprob"], row["worse_tokens"])]
+        z = sum(math.exp(x) for x in ll)
+        mass = sum(math.exp(x) / z for x, r in zip(ll[1:], row["worse_reward"]) if r > row["gold_reward"])
+        assert row["seam"] == pytest.approx(1 - mass, abs=1e-9)
+        assert row["misjudged"] == sum(r > row["gold_reward"] for r in row["worse_reward"])
+
+
+def test_filter_drops_the_lowest_and_ppo_uses_the_kept_prompts(scored, tiny_model_dir, capsys):
+    tmp, overrides, run, rows = scored
+    n = len(rows)
+    assert main(["seam", "filter", str(run), "seam.filter=seam", "seam.drop_fraction=0.25"]) == 0
+    kept = [json.loads(line) for line in open(run / "seam_prompts_seam_0.25.jsonl")]
+    assert len(kept) == n - math.floor(0.25 * n)
+    lowest = sorted(rows, key=lambda r: (r["seam"], r["prompt_index"]))[: n - len(kept)]
+    assert {r["prompt"] for r in lowest}.isdisjoint(k["prompt"] for k in kept)
+    assert main(["seam", "filter", str(run), "seam.filter=random", "seam.drop_fraction=0.25"]) == 0
+    assert len(list(open(run / "seam_prompts_random_0.25.jsonl"))) == len(kept)
+    assert main(["seam", "filter", str(run)]) == 2  # seam.filter defaults to none: nothing to do, said clearly
+    assert "seam.filter=seam" in capsys.readouterr().err
+    # A PPO run with data.rl_prompts sees exactly the kept prompts.
+    tok = load_tokenizer(tiny_model_dir)
+    every = prompt_token_ids(load_config(None, overrides), tok)
+    only = prompt_token_ids(load_config(None, [*overrides, f"data.rl_prompts={run / 'seam_prompts_seam_0.25.jsonl'}"]),
+                            tok)
+    assert len(every) == n and len(only) == len(kept)
+    dropped_index = {r["prompt_index"] for r in lowest}
+    assert only == [p for i, p in enumerate(every) if i not in dropped_index]
