@@ -155,7 +155,8 @@ def run_seam_score(cfg: Config, run_dir: Path, policy: str | None = None, reward
     # Every estimator, and the two that read log-likelihoods also without the length penalty (count does not).
     by = {f"{est}{'_sum' if pen == 'sum' else ''}": combine(flat, lp, n, r, est, pen)
           for est in SEAM_ESTIMATORS for pen in ("mean", "sum") if pen == "mean" or est != "count"}
-    main = combine(flat, lp, n, r, cfg.seam.estimator, cfg.seam.length_penalty)
+    # The configured score is one of those (count reads no log-likelihoods, so it has no _sum twin).
+    main = by[cfg.seam.estimator + ("_sum" if cfg.seam.length_penalty == "sum" and cfg.seam.estimator != "count" else "")]
     write_scores(run_dir / SCORES, rows, worse, main, by, flat, lp, n, r)
     summary = {
         "policy": str(policy_dir), "reward_model": str(reward), "variant": cfg.seam.variant, "k": cfg.seam.k,

@@ -21,7 +21,7 @@ from rlhf_ray.models.assets import cache_dir
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
 from rlhf_ray.seam import combine, flatten_answers
 
-from .seam import seam_prompt_ids
+from .seam import distribution, seam_prompt_ids
 
 log = logging.getLogger("rlhf_ray.seam")
 
@@ -85,8 +85,7 @@ class SeamFilter:
                    "seam/dropped_prompts": len(gone), "seam/dropped_rows": len(row_prompt) - len(keep),
                    "seam/worse_built": built, "seam/misjudgement_rate": res.misjudgement_rate(),
                    "seam/nan_answers": res.nan_answers}
-        if len(scored):
-            q = torch.quantile(scored, torch.tensor([0.1, 0.5, 0.9], dtype=scored.dtype)).tolist()
-            metrics |= {"seam/mean": float(scored.mean()), "seam/q10": q[0], "seam/q50": q[1], "seam/q90": q[2],
-                        "seam/dropped_max": max((float(res.scores[i]) for i in dropped), default=math.nan)}
+        if len(scored):  # mean, std, min, max and quantiles: the same summary as `seam score` writes
+            metrics |= {f"seam/{k}": v for k, v in distribution(res.scores).items() if k != "scored"}
+            metrics["seam/dropped_max"] = max((float(res.scores[i]) for i in dropped), default=math.nan)
         return keep, metrics
