@@ -7,10 +7,13 @@
               ppo.iterations PPO iterations (PPOTrainer.step), the policy continuing
 
 The RM learner's state (DeepSpeed, the MetaRM ascent's Adam, labeled pairs) goes into every PPO checkpoint, so a
-resume anywhere in a round continues the same RM.
+resume anywhere in a round continues the same RM. With online.rm_learner released (auto on CPU) the RM learner's
+actors stop after each update, its state parked under <run>/online/rm_learner; the next update rebuilds them from it.
 """
 
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,17 @@ from .trainer import PPOTrainer, sampling_params
 log = logging.getLogger("rlhf_ray.online")
 
 STATE = "online_state.pt"
+
+
+def link_tree(src: Path, dest: Path) -> None:
+    """dest: a copy of src whose files are hard links where the filesystem allows (no second copy of GBs of state)."""
+    def link_or_copy(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dest, copy_function=link_or_copy)
 
 
 @dataclass
@@ -69,6 +83,14 @@ class OnlineRounds:
         self.rm_group = self.gold = self.data = self.rm_steps = None
         self.labeled: list[dict] = []  # oracle-labeled pairs added so far (re-added on resume)
         self.rm_updates = 0
+        self.parked = trainer.run_dir / "online" / "rm_learner"  # a released RM learner's state between updates
+
+    @property
+    def releases_rm(self) -> bool:
+        """Whether the RM learner's actors stop between updates (online.rm_learner; auto: on CPU learners)."""
+        if self.online.rm_learner == "auto":
+            return not self.cfg.learner.resources.num_gpus
+        return self.online.rm_learner == "released"
 
     @property
     def updates_rm(self) -> bool:
@@ -111,7 +133,8 @@ class OnlineRounds:
         resumed = checkpoint is not None and (checkpoint / STATE).exists()
         if resumed:
             self.read_state(checkpoint)  # before any RM group exists: it takes the labeled pairs at creation
-        if self.online.rm_init == "continue":
+        shutil.rmtree(self.parked, ignore_errors=True)  # only the checkpoint's state counts on a (re)start
+        if self.online.rm_init == "continue" and not self.releases_rm:
             self.rm_group = self.make_rm_group()
         trainer.checkpoint_parts.append(self.save)
         if resumed:
@@ -136,16 +159,40 @@ class OnlineRounds:
             group.run("add_pairs", self.labeled)
         return group
 
+    def acquire_rm_group(self) -> ActorGroup:
+        """The RM learner for an update or a push: the resident one, or one rebuilt from the parked state."""
+        if self.rm_group is None:
+            self.rm_group = self.make_rm_group()
+            if self.parked.exists():
+                self.rm_group.run("load_state", str(self.parked))
+        return self.rm_group
+
+    def release_rm_group(self, save: bool = True) -> None:
+        """released: park the RM learner's state (unless unchanged since it was loaded) and stop its actors."""
+        if not self.releases_rm or self.rm_group is None:
+            return
+        if save:
+            staging = self.parked.with_name(self.parked.name + ".staging")
+            shutil.rmtree(staging, ignore_errors=True)
+            self.rm_group.run("save_state", str(staging))
+            shutil.rmtree(self.parked, ignore_errors=True)
+            staging.rename(self.parked)
+        self.rm_group.kill()
+        self.rm_group = None
+
     def close(self) -> None:
         for group in (self.rm_group, self.gold):
             if group:
                 group.kill()
+        shutil.rmtree(self.parked.parent, ignore_errors=True)  # the checkpoints hold what a resume needs
 
     def save(self, staging: Path) -> None:
         """A checkpoint part: the RM learner's whole state and the round loop's own."""
         torch.save({"labeled": self.labeled, "rm_updates": self.rm_updates, "shape": self.shape}, staging / STATE)
         if self.rm_group:
             self.rm_group.run("save_state", str(staging / "rm_learner"))
+        elif self.parked.exists():  # released: the state parked after the last update
+            link_tree(self.parked, staging / "rm_learner")
 
     def read_state(self, checkpoint: Path) -> None:
         """The round loop's own state (labeled pairs, RM updates done) from a checkpoint of the same round shape."""
@@ -158,12 +205,18 @@ class OnlineRounds:
 
     def restore(self, checkpoint: Path) -> None:
         """The RM learner's state from the checkpoint, and the current RM to the RewardActors."""
-        if (checkpoint / "rm_learner").exists():
-            if self.rm_group is None:  # rm_init sft, resumed inside a round: this round's RM
-                self.rm_group = self.make_rm_group()
-            self.rm_group.run("load_state", str(checkpoint / "rm_learner"))
+        saved = checkpoint / "rm_learner"
+        if saved.exists():
+            if self.releases_rm:
+                link_tree(saved, self.parked)
+            else:
+                if self.rm_group is None:  # rm_init sft, resumed inside a round: this round's RM
+                    self.rm_group = self.make_rm_group()
+                self.rm_group.run("load_state", str(saved))
         if self.rm_updates:  # the RewardActors started from the initial RM: give them the current one
+            self.acquire_rm_group()
             self.push(reinit_critic=False)  # the critic is the checkpoint's own
+            self.release_rm_group(save=False)
         log.info("online: restored the RM learner of %s (%d RM updates so far, %d labeled pairs)", checkpoint,
                  self.rm_updates, len(self.labeled))
 
@@ -182,6 +235,10 @@ class OnlineRounds:
             after = meta.shaped(self.trainer.score(meta.rollouts))
             own = score_sequences_on(self.rm_group, meta.flat, self.cfg.reward.batch_size)
             row["round/push_max_abs_diff"] = float((after.flatten() - own).abs().max())
+            t_park = time.perf_counter()
+            self.release_rm_group()
+            if self.releases_rm:
+                row["time/rm_park_s"] = time.perf_counter() - t_park
         gold = meta.shaped(self.gold_scores(meta.pairs)) if self.gold else None
         row |= round_diagnostics(after, gold)
         row["round/gap_mean_before_update"] = float(within_prompt_gaps(before).mean())
@@ -210,10 +267,12 @@ class OnlineRounds:
         cfg, o = self.cfg, self.online
         t0 = time.perf_counter()
         row: dict[str, float] = {}
-        if o.rm_init == "sft":
+        if o.rm_init == "sft":  # a fresh RM each round: nothing of the last one is loaded
             if self.rm_group:
                 self.rm_group.kill()
             self.rm_group = self.make_rm_group()
+        else:
+            self.acquire_rm_group()
         if o.rm_update == "labeled":
             row |= self.add_labeled_pairs(meta)
         train_index = self.data.train_index + list(range(len(self.data.pairs), len(self.data.pairs) + len(self.labeled)))

@@ -116,3 +116,24 @@ def test_labeled_rounds_add_oracle_pairs_to_a_reinitialised_rm(online_config):
 
     state = torch.load(runs / "labeled" / "checkpoints" / "iter_000002" / "online_state.pt", weights_only=False)
     assert len(state["labeled"]) == second["round/labeled_pairs"] and state["rm_updates"] == 1
+
+
+@pytest.mark.long  # two more runs of ~1.5 min; the default runs are released (CPU) and resume through the parked state
+def test_a_released_rm_learner_continues_as_a_resident_one(online_config):
+    """online.rm_learner released stops the RM learner after each update and rebuilds it from its parked state; over
+    three rounds (two updates, the second from the parked state) every row equals the resident learner's run."""
+    config, runs = online_config
+    shape = ("online.rounds=3", "ppo.iterations=1", "run.checkpoint_every=0")
+    train(config, "resident", *shape, "online.rm_learner=resident")
+    train(config, "released", *shape, "online.rm_learner=released")
+    resident = read_metrics(runs / "resident" / "metrics.jsonl")
+    released = read_metrics(runs / "released" / "metrics.jsonl")
+    assert [r["step"] for r in released] == [1, 2, 3]
+    assert "time/rm_park_s" in released[2] and "time/rm_park_s" not in resident[2]
+    for a, b in zip(resident, released):
+        a, b = numeric(a), numeric(b)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert abs(a[key] - b[key]) <= TOL * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+    assert released[2]["round/rm_steps"] == 2 and released[2]["round/gap_mean"] != released[1]["round/gap_mean"]
+    assert not (runs / "released" / "online").exists()  # the parked state goes with the run's end

@@ -201,6 +201,12 @@ class OnlineConfig(Section):
         None, ge=1, description="Prompts in a round's meta set, each with metarm.k policy responses (None: rm_steps x "
         "metarm.meta_batch_prompts, every meta prompt used once; capped at the number of RL prompts)."
     )
+    rm_learner: Literal["auto", "resident", "released"] = Field(
+        "auto", description="Where the RM learner is between RM updates: resident (its actors stay up through the "
+        "round's PPO) | released (its state is saved under the run folder and its actors stop; the next update rebuilds "
+        "them from it) | auto: resident when the learner asks for GPUs (its memory is its own), released on CPU, where "
+        "every role shares the host's memory and an idle RM learner holds a whole training state."
+    )
     gold: str | None = Field(
         None, description="Gold RM folder: the labeled rounds' oracle, and the judge of the gold diagnostics (gold "
         "reward per iteration, proxy-gold agreement per round). None: <data.relabel_with>/reward_model when "
