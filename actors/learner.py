@@ -8,6 +8,7 @@ import torch
 
 from rlhf_ray.config import LearnerConfig, PPOConfig
 from rlhf_ray.device import autocast, torch_device
+from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_critic, load_policy, load_reference, token_values
 from rlhf_ray.ppo.batch import sequence_logprobs, trim_padding
 from rlhf_ray.ppo.update import actor_loss, critic_loss
@@ -56,6 +57,7 @@ class LearnerActor(NodePrecision, WeightSource):
                              "(the driver pads every shard with ZeroShards)")
         return [slice(start, start + size) for start in range(0, n, size)]
 
+    @trims_host_memory
     @torch.no_grad()
     def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Log-probs of the current policy and the reference, and critic values, for this rank's rows.
@@ -80,6 +82,7 @@ class LearnerActor(NodePrecision, WeightSource):
         self.critic.train()
         return {key: torch.cat(values) for key, values in parts.items()}
 
+    @trims_host_memory
     def ppo_update(self, batch: dict[str, torch.Tensor]) -> dict:
         """ppo_epochs passes over this rank's rows in shuffled micro-batches, one optimizer step each.
 
@@ -109,6 +112,7 @@ class LearnerActor(NodePrecision, WeightSource):
         rows = sorted(set(batch["row_id"].tolist())) if "row_id" in batch else []
         return {"stats": {k: v / max(count, 1) for k, v in sums.items()} | {"ppo_steps": count}, "rows": rows}
 
+    @trims_host_memory
     def reinit_critic(self, blob: bytes) -> None:
         """A fresh critic (new AdamW states) from reward-model weights, e.g. an RM pushed after a MetaRM round.
         Every rank calls it (a new DeepSpeed engine)."""

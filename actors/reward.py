@@ -1,5 +1,6 @@
 """RewardActor: scores (prompt, response) token pairs with a reward model or a programmatic reward."""
 
+from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_reward_model, load_tokenizer, rm_sequence, score_sequences
 from rlhf_ray.rewards import load_reward_function
 
@@ -22,6 +23,7 @@ class RewardActor(NodePrecision, WeightTarget):
     def ready(self) -> bool:
         return True
 
+    @trims_host_memory
     def score(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
         """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
         if self.function is not None:

@@ -13,6 +13,7 @@ from rlhf_ray.algorithms.metarm import MetaAscent, difference_loss
 from rlhf_ray.config import MetaRMConfig, RMConfig
 from rlhf_ray.data.tokenize import pad_batch
 from rlhf_ray.device import autocast, torch_device
+from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import (
     add_layer_dropout,
     load_reward_model,
@@ -82,6 +83,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.engine.module.parameters() if p.requires_grad]
 
+    @trims_host_memory
     def train_step(self, indices: list[int], meta: list[list[list[int]]] | None = None) -> dict[str, float]:
         """One optimizer step over this rank's share of the global batch, in accum micro-batches.
 
@@ -148,10 +150,11 @@ class RMLearnerActor(NodePrecision, WeightSource):
         grads = []
         for p, shadow in zip(params, self.ascent.shadow, strict=True):  # whole, rank-averaged (ZeRO 2-3: a collective)
             g = safe_get_full_grad(p)
-            grads.append(torch.zeros_like(shadow) if g is None else -g.detach().float().clone())
+            grads.append(torch.zeros_like(shadow) if g is None else -g.detach().float())  # a copy: zero_grad follows
         self.engine.optimizer.zero_grad()  # the BT gradients must not accumulate onto J's
         self.engine.set_gradient_accumulation_boundary(None)  # back to the engine's own micro-step count
-        delta = self.ascent.delta(grads)
+        delta = self.ascent.delta(grads, consume=True)  # no further copies: each is a model's worth of memory
+        del grads
         saved = []
         with torch.no_grad():
             for p, d in zip(params, delta, strict=True):
@@ -181,6 +184,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
             return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
         return math.nan  # read after the step, below
 
+    @trims_host_memory
     def score(self, indices: list[int], batch_size: int) -> tuple[list[float], list[float]]:
         """Rewards of chosen and rejected for these pairs (eval mode: no dropout)."""
         pairs = [self.pairs[i] for i in indices]
@@ -190,6 +194,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
                                    self.mixed_precision)
         return chosen.tolist(), rejected.tolist()
 
+    @trims_host_memory
     def score_sequences(self, sequences: list[list[int]], batch_size: int) -> list[float]:
         """Rewards of whole token sequences (prompt + response + EOS); a collective under ZeRO-3 like score."""
         return score_sequences(self.model, sequences, self.pad_id, batch_size, self.mixed_precision).tolist()
@@ -201,6 +206,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
         self.pairs = self.pairs + [{"margin": 0.0, "alpha": self.rm.label_smoothing} | p for p in pairs]
         return len(self.pairs)
 
+    @trims_host_memory
     def save_state(self, ckpt_dir: str) -> None:
         """Weights, AdamW moments, LR schedule (every rank its ZeRO shards), the MetaRM ascent's Adam and the RNG,
         so that a resumed run continues this RM exactly. A collective: every rank must call it."""
@@ -209,6 +215,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
         # Every rank its own RNG (DeepSpeed keeps client_state from rank 0 only): dropout differs per rank.
         torch.save(rng_state(), f"{ckpt_dir}/rng_rank{self.rank}.pt")
 
+    @trims_host_memory
     def load_state(self, ckpt_dir: str) -> None:
         """Restore what save_state wrote (added pairs must be added again first: their count is checked)."""
         path, client = self.engine.load_checkpoint(ckpt_dir, tag="state", load_optimizer_states=True,

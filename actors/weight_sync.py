@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import ray
 
+from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.weight_codec import (
     broadcast_state_dict,
     make_weight_group,
@@ -54,6 +55,7 @@ class WeightSource:
             if self.rank == 0:
                 broadcast_state_dict(self._weight_group, state, bucket_bytes)
 
+    @trims_host_memory
     def export_weights(self) -> bytes | None:
         """The full weights as one safetensors blob on rank 0; None on the other ranks."""
         with self._full_state_dict() as state:
@@ -66,6 +68,7 @@ class WeightTarget:
     def load_state_dict(self, state: dict) -> None:
         raise NotImplementedError
 
+    @trims_host_memory
     def update_weights(self, blob: bytes) -> None:
         self.load_state_dict(unpack_state_dict(blob))
 

@@ -39,16 +39,19 @@ class MetaAscent:
         self.optimizer = torch.optim.Adam(self.shadow, lr=lr, betas=betas, eps=eps)
 
     @torch.no_grad()
-    def delta(self, grads_j: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Delta for each parameter from the gradients of J (to be added to theta: ascent)."""
+    def delta(self, grads_j: Sequence[torch.Tensor], consume: bool = False) -> list[torch.Tensor]:
+        """Delta for each parameter from the gradients of J (to be added to theta: ascent).
+
+        The returned tensors are the ascent's own buffers, valid until the next call, and consume=True negates
+        grads_j in place instead of copying them: for a whole model each copy is another model's worth of memory."""
         for s, g in zip(self.shadow, grads_j, strict=True):
             s.zero_()
-            s.grad = -g.to(s.dtype)
+            g = g.to(s.dtype)
+            s.grad = g.neg_() if consume else -g
         self.optimizer.step()
-        out = [s.detach().clone() for s in self.shadow]
         for s in self.shadow:
             s.grad = None
-        return out
+        return [s.detach() for s in self.shadow]
 
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
@@ -74,7 +77,7 @@ def metarm_step(params: Sequence[torch.nn.Parameter], pair_loss: Callable[[], to
     if meta_objective is not None:
         j = meta_objective()
         grads = torch.autograd.grad(j, list(params))
-        delta = ascent.delta(grads)
+        delta = ascent.delta(grads, consume=True)  # fresh tensors of autograd.grad, used once
         stats["metarm/J"] = j.item()
         stats["metarm/delta_norm"] = float(torch.linalg.vector_norm(torch.stack([d.norm() for d in delta])))
         with torch.no_grad():
