@@ -40,6 +40,16 @@ def cmd_rm_train(args) -> None:
               f"{summary['eval/confident/accuracy']:.4f} on {summary['eval/confident/pairs']:.0f} pairs")
 
 
+def cmd_sft(args) -> None:
+    from launch.sft import run_sft
+
+    cfg, run_dir = _config_and_run_dir(args)
+    s = run_sft(cfg, run_dir, show_progress=not args.no_progress)
+    print(f"policy: {s['policy']}" + (f" (and {len(s['checkpoints'])} checkpoints)" if s["checkpoints"] else ""))
+    print(f"held-out loss {s.get('eval/loss', float('nan')):.4f} on {s['eval_examples']} gold responses after "
+          f"{s['steps']} steps ({s['train_seconds']:.0f} s); metrics in {run_dir / 'metrics.jsonl'}")
+
+
 def cmd_rm_strength(args) -> None:
     from launch.rm_strength import run_strength
 
@@ -112,17 +122,38 @@ def cmd_seam_score(args) -> None:
 def cmd_seam_filter(args) -> None:
     from pathlib import Path
 
-    from launch.seam import SCORES, run_seam_filter
+    from launch.seam import run_seam_filter, scores_file
 
     cfg = _config(args)
-    scores = Path(args.scores)
-    scores = scores / SCORES if scores.is_dir() else scores
-    if not scores.exists():
-        raise FileNotFoundError(f"{scores}: no SEAM scores (run `rlhf-ray seam score` first)")
+    scores = scores_file(Path(args.scores))
     out = Path(args.out) if args.out else scores.with_name(f"seam_prompts_{cfg.seam.filter}_{cfg.seam.drop_fraction:g}.jsonl")
     s = run_seam_filter(cfg, scores, out)
     print(f"{s['method']}: dropped {s['dropped']} of {s['scored']} scored prompts, kept {s['kept']} "
           f"({s['unscored_kept']} unscored pass); use data.rl_prompts={out}")
+
+
+def cmd_seam_augment(args) -> None:
+    from pathlib import Path
+
+    from launch.seam import run_seam_augment, scores_file
+
+    cfg = _config(args)
+    scores = scores_file(Path(args.scores))
+    s = cfg.seam
+    out = Path(args.out) if args.out else scores.with_name(f"seam_augment_{s.augment}_{s.augment_fraction:g}.jsonl")
+    c = run_seam_augment(cfg, scores, out)
+    print(f"{c['select']}: {c['pairs']} pairs (gold > worse) from {c['pair_prompts']} prompts, {c['misjudged_pairs']} "
+          f"of them misjudged by the RM; continue an RM on them with `rlhf-ray rm train CONFIG model.reward=<RM> "
+          f"data.augment_pairs=[{out}] rm.epochs=1`")
+
+
+def cmd_seam_grid(args) -> None:
+    from launch.seam_grid import run_seam_grid
+
+    cfg, run_dir = _config_and_run_dir(args)
+    rows = run_seam_grid(cfg, run_dir)
+    print((run_dir / "grid.md").read_text())
+    print(f"{len(rows)} cells; written: {run_dir / 'grid.json'}, {run_dir / 'grid.md'}, {run_dir / 'grid_heatmap.png'}")
 
 
 def cmd_data_inspect(args) -> None:
@@ -165,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last complete checkpoint")
     p.set_defaults(func=cmd_train)
 
+    p = with_config(commands.add_parser("sft", help="fine-tune the policy on the gold responses of the preference set "
+                                                    "(DeepSpeed learners; sft section)"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_sft)
+
     p = commands.add_parser("eval", help="two policies on the same held-out prompts, judged by a (gold) reward model")
     p.add_argument("policy", help="policy A: a run folder (its latest checkpoint) or a model folder/asset")
     p.add_argument("--against", required=True, help="policy B: a run folder or a model folder/asset (e.g. the SFT)")
@@ -202,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output JSONL (default: beside the scores)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. seam.filter=random seam.drop_fraction=0.1")
     p.set_defaults(func=cmd_seam_filter)
+    p = seam.add_parser("augment", help="RM pairs gold > misjudged worse answer of the lowest-SEAM prompts (or random: "
+                                        "seam.augment)")
+    p.add_argument("scores", help="a `seam score` run folder or its seam_scores.jsonl")
+    p.add_argument("-c", "--config", help="YAML config for the seam section (default: defaults)")
+    p.add_argument("--out", help="output JSONL (default: beside the scores)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. seam.augment=random seam.augment_fraction=0.1")
+    p.set_defaults(func=cmd_seam_augment)
+    p = with_config(seam.add_parser("grid", help="the saturation study: policy rungs x RM rungs, each cell a short RLHF "
+                                                 "run (a Ray Tune trial) judged by the gold RM, beside its SEAM"))
+    p.set_defaults(func=cmd_seam_grid)
 
     data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
                                                                             metavar="DATA_COMMAND")

@@ -28,14 +28,14 @@ class RMJob:
         self.name, self.group, self.indices, self.rm, self.steps = name, group, indices, rm, steps
         self.step = 0
         self._generator = torch.Generator().manual_seed(seed)  # the data order is a function of the seed alone
-        self._batches = _seeded_batches(indices, rm.batch_size, self._generator)
+        self._batches = seeded_batches(indices, rm.batch_size, self._generator)
         self._meta_batches = None
         if meta:
             size = min(meta_batch, len(meta)) // len(group) * len(group)
             if size == 0:
                 raise ValueError(f"{name}: {len(meta)} meta prompts cannot be split over {len(group)} ranks")
             # Every rank the same number of meta prompts: J's gradient is a mean over them, averaged over ranks.
-            self._meta_batches = _seeded_batches(meta, size, torch.Generator().manual_seed(seed))
+            self._meta_batches = seeded_batches(meta, size, torch.Generator().manual_seed(seed))
 
     @property
     def done(self) -> bool:
@@ -60,7 +60,7 @@ class RMJob:
         return row | {"perf/step_s": elapsed, "perf/tokens": tokens, "perf/tokens_per_s": tokens / elapsed}
 
 
-def _seeded_batches(items: list, size: int, generator: torch.Generator):
+def seeded_batches(items: list, size: int, generator: torch.Generator):
     """Batches of `size` items, a fresh seeded shuffle per pass over them."""
     while True:
         order = torch.randperm(len(items), generator=generator).tolist()

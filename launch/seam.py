@@ -1,4 +1,4 @@
-"""`rlhf-ray seam score|filter`: offline SEAM of a prompt set for a (policy, RM) pair, and the filtered prompt set.
+"""`rlhf-ray seam score|filter|augment`: offline SEAM of a prompt set for a (policy, RM) pair, and the filtered prompt set.
 
 score: the RL prompts of the configured data (each with its gold answer) get seam.k worse answers of seam.variant
 (built once, cached), then a Ray Data pipeline scores every (prompt, answer): the policy's teacher-forced log-probs
@@ -8,6 +8,10 @@ seam_scores.jsonl (raw numbers per answer too, so any estimator can be recompute
 
 filter: drops the lowest-SEAM seam.drop_fraction of the scored prompts (seam.filter=random: as many at random, the
 control) and writes the kept prompts; `data.rl_prompts=<that file>` makes a PPO run use only them.
+
+augment: (gold > misjudged worse answer) pairs of the lowest-SEAM seam.augment_fraction of the scored prompts
+(seam.augment=random: as many random gold > worse pairs, the control); `data.augment_pairs=[<that file>]` adds them
+to an RM's training (`rlhf-ray rm train` with model.reward=<the RM> continues it on them).
 """
 
 import json
@@ -26,6 +30,7 @@ from rlhf_ray.models import load_tokenizer
 from rlhf_ray.models.assets import cache_dir, resolve_model
 from rlhf_ray.seam import (
     WorseAnswerCache,
+    augment_pairs,
     build_worse_answers,
     builder_settings,
     degrade_with_endpoint,
@@ -234,3 +239,29 @@ def run_seam_filter(cfg: Config, scores_path: Path, out_path: Path) -> dict:
     log.info("seam filter (%s): dropped %d of %d scored prompts, kept %d (%d unscored pass) -> %s", method,
              len(dropped), summary["scored"], summary["kept"], summary["unscored_kept"], out_path)
     return summary
+
+
+def scores_file(path: Path) -> Path:
+    """A `seam score` run folder or its scores file -> the scores file, which must exist."""
+    scores = path / SCORES if path.is_dir() else path
+    if not scores.exists():
+        raise FileNotFoundError(f"{scores}: no SEAM scores (run `rlhf-ray seam score` first)")
+    return scores
+
+
+def run_seam_augment(cfg: Config, scores_path: Path, out_path: Path) -> dict:
+    """Write seam.augment's pairs (prompt, format, chosen = gold, rejected = a worse answer, seam, misjudged) as JSONL
+    and return their counts."""
+    rows = read_scores(scores_path)
+    pairs, counts = augment_pairs(rows, cfg.seam.augment_fraction, cfg.seam.augment, seed=cfg.run.seed)
+    if not pairs:
+        raise ValueError(f"{scores_path}: the RM misjudges no worse answer of the lowest-SEAM "
+                         f"{cfg.seam.augment_fraction:g} of the prompts; there is nothing to augment with")
+    tmp = out_path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for pair in pairs:
+            f.write(json.dumps(pair) + "\n")
+    tmp.replace(out_path)
+    log.info("seam augment (%s): %d pairs from %d prompts (%d misjudged) -> %s", counts["select"], counts["pairs"],
+             counts["pair_prompts"], counts["misjudged_pairs"], out_path)
+    return counts | {"output": str(out_path)}

@@ -10,6 +10,7 @@ from rlhf_ray.algorithms.seam import answer_loglik, lowest_fraction, random_frac
 from rlhf_ray.seam import (
     WorseAnswerCache,
     adv_answers,
+    augment_pairs,
     build_worse_answers,
     contrast_answers,
     degrade_with_engine,
@@ -301,3 +302,29 @@ def test_score_prompts_gathers_both_scorers_per_answer():
     count = score_prompts(prompts, golds, worse, CharTokenizer(), policy, rewards, estimator="count",
                           max_answer_tokens=6)
     assert count.scores[:2].tolist() == [0.5, 0.0]
+
+
+def _scored(seam, gold_reward, worse_rewards, i):
+    return {"prompt": f"p{i}", "format": "plain", "gold": f"gold{i}", "seam": seam, "gold_reward": gold_reward,
+            "worse_reward": worse_rewards, "worse_answers": [f"w{i}_{j}" for j in range(len(worse_rewards))]}
+
+
+def test_augment_takes_the_misjudged_answers_of_the_lowest_seam_prompts():
+    rows = [_scored(0.9, 1.0, [2.0, 0.0], 0),  # high SEAM: its misjudged answer is not taken
+            _scored(0.1, 1.0, [2.0, 0.5, 3.0], 1),  # lowest: w1_0 and w1_2 are misjudged
+            _scored(None, None, [5.0], 2),  # unscored: never counted, never taken
+            _scored(0.2, 1.0, [1.0, 0.0], 3),  # second lowest, but a tie is no misjudgement
+            _scored(0.5, 0.0, [1.0], 4)]
+    pairs, counts = augment_pairs(rows, 0.5, "seam")
+    assert [(p["prompt"], p["chosen"], p["rejected"]) for p in pairs] == [("p1", "gold1", "w1_0"), ("p1", "gold1", "w1_2")]
+    assert all(p["misjudged"] and p["format"] == "plain" for p in pairs)
+    assert counts["scored"] == 4 and counts["lowest_prompts"] == 2 and counts["pairs"] == 2
+    # The control: as many gold > worse pairs, drawn from every scored prompt, reproducibly for a seed.
+    control, c = augment_pairs(rows, 0.5, "random", seed=3)
+    assert len(control) == 2 and control == augment_pairs(rows, 0.5, "random", seed=3)[0]
+    assert all(p["prompt"] != "p2" and p["rejected"] != p["chosen"] for p in control)
+    draws = {tuple(p["rejected"] for p in augment_pairs(rows, 0.5, "random", seed=s)[0]) for s in range(20)}
+    assert len(draws) > 5  # the control really is random over the pool of 8 pairs
+    assert c["misjudged_pairs"] == sum(p["misjudged"] for p in control)
+    with pytest.raises(ValueError, match="seam or random"):
+        augment_pairs(rows, 0.5, "best")

@@ -1,5 +1,5 @@
-"""`rlhf-ray seam score|filter` end to end on tiny models: the Ray Data pipeline's numbers checked against the models
-themselves, the filter's counts, and a PPO prompt set restricted to the kept prompts."""
+"""`rlhf-ray seam score|filter|augment` end to end on tiny models: the Ray Data pipeline's numbers checked against
+the models themselves, the filter's counts, a PPO prompt set restricted to the kept prompts, and augmented RM pairs."""
 
 import json
 import math
@@ -13,6 +13,7 @@ from launch.trainer import prompt_token_ids
 from rlhf_ray.config import load_config
 from rlhf_ray.data import load_preferences, prompt_dataset
 from rlhf_ray.models import load_policy, load_reward_model, load_tokenizer, rm_sequence, score_sequences
+from rlhf_ray.training.rm_data import prepare_rm_data
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,30 @@ def test_filter_drops_the_lowest_and_ppo_uses_the_kept_prompts(scored, tiny_mode
     assert len(every) == n and len(only) == len(kept)
     dropped_index = {r["prompt_index"] for r in lowest}
     assert only == [p for i, p in enumerate(every) if i not in dropped_index]
+
+
+def test_augment_pairs_join_the_rm_train_split_rendered_like_their_source(scored, tmp_path):
+    tmp, overrides, run, rows = scored
+    assert main(["seam", "augment", str(run), "seam.augment_fraction=0.5"]) == 0
+    out = run / "seam_augment_seam_0.5.jsonl"
+    pairs = [json.loads(line) for line in open(out)]
+    lowest = sorted(rows, key=lambda r: (r["seam"], r["prompt_index"]))[: math.floor(0.5 * len(rows))]
+    expected = [(r["prompt"], w) for r in sorted(lowest, key=lambda r: r["prompt_index"])
+                for w, reward in zip(r["worse_answers"], r["worse_reward"]) if reward > r["gold_reward"]]
+    assert [(p["prompt"], p["rejected"]) for p in pairs] == expected and expected
+    assert main(["seam", "augment", str(run), "seam.augment_fraction=0.5", "seam.augment=random"]) == 0
+    assert len(list(open(run / "seam_augment_random_0.5.jsonl"))) == len(pairs)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(open(out).readline() + '{"prompt": "x", "chosen": "a", "rejected": "b", "format": "html"}\n')
+    cfg = load_config(None, overrides)
+    plain = prepare_rm_data(cfg)
+    augmented = prepare_rm_data(load_config(None, [*overrides, f"data.augment_pairs=[{out},{bad}]"]))
+    n = len(plain.train_rows)
+    assert len(augmented.train_rows) == n + len(pairs) + 1 and len(augmented.eval_rows) == len(plain.eval_rows)
+    assert sum(augmented.reports[-1]["skipped"].values()) == 1 and "format" in json.dumps(augmented.reports[-1])
+    # An added pair's chosen side (its gold answer) encodes exactly as the source's first pair of that prompt: the
+    # prompt rendered in its own format (hh_dialogue), the same answer.
+    first = next(i for i, r in enumerate(plain.train_rows) if r["prompt"] == pairs[0]["prompt"])
+    assert augmented.train_rows[n]["rejected"] == pairs[0]["rejected"]
+    assert augmented.pairs[n]["chosen_ids"] == plain.pairs[first]["chosen_ids"]

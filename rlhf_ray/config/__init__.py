@@ -16,11 +16,12 @@ from .schema import (
     RolloutConfig,
     RunConfig,
     SeamConfig,
+    SFTConfig,
     StrengthConfig,
 )
 
 __all__ = [
-    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "EvalConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig",
+    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "EvalConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig", "SFTConfig",
     "SeamConfig",
     "dump_config", "load_config",
 ]

@@ -59,6 +59,11 @@ class DataConfig(Section):
         "ordered by the gold RM's scores (a synthetic gold world); pairs it did not score are dropped and counted."
     )
     chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template when it has one.")
+    augment_pairs: list[str] = Field(
+        default_factory=list, description="Extra RM train pairs: JSONL rows with prompt, chosen, rejected and format "
+        "(plain | hh_dialogue), as `rlhf-ray seam augment` writes them. Added to the train split after max_pairs, never "
+        "to eval, never relabeled; bad rows counted per file like any data file's."
+    )
     rl_prompts: str | None = Field(
         None, description="A prompt list (JSONL rows with a prompt field, e.g. `rlhf-ray seam filter`'s output): PPO "
         "uses only the train prompts it names (None: every train prompt). RM data is unaffected."
@@ -133,6 +138,28 @@ class RMConfig(Section):
     adaptive_margin: bool = Field(False, description="Margin m_i = margin_scale * strength mean inside the log-sigmoid (P2 Eq. 6, parenthesis fixed).")
     margin_scale: float = Field(1.0, description="lambda_m of the adaptive margin (CHOICE: 1).")
     contrastive: ContrastiveSection = Field(default_factory=ContrastiveSection, description="Contrastive RM term (P2 §3.1).")
+
+
+class SFTConfig(Section):
+    """`rlhf-ray sft`: supervised fine-tuning of model.policy on the gold (first chosen) response of every train prompt
+    of the configured preference set, token-mean cross-entropy on the response tokens only."""
+
+    lr: float = Field(1e-5, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(16, ge=1, description="Examples per optimizer step.")
+    micro_batch_size: int = Field(4, ge=1, description="Examples per forward pass; gradients accumulate to batch_size.")
+    epochs: int = Field(1, ge=1, description="Passes over the train prompts.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (None: epochs decide).")
+    lr_schedule: Literal["constant_with_warmup", "linear", "cosine"] = Field(
+        "cosine", description="LR after warmup: constant, or linear/cosine decay to 0 at the last step."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: no clipping).")
+    eval_every: int = Field(50, ge=1, description="Held-out loss every N steps (and before the first and after the last).")
+    save_every: int | None = Field(
+        None, ge=1, description="An HF checkpoint at <run>/checkpoints/step-N every N steps, all kept (the policy ladder "
+        "of the SEAM saturation study); None: only the final <run>/policy."
+    )
 
 
 class StrengthConfig(Section):
@@ -214,6 +241,20 @@ class OnlineConfig(Section):
     )
 
 
+class SeamGridConfig(Section):
+    """`rlhf-ray seam grid`, SEAM's saturation study: every (policy, RM) cell a short RLHF run (ppo section) as a Ray
+    Tune trial, judged by the gold RM against one reference policy, beside the cell's SEAM at its first iteration."""
+
+    policies: list[str] = Field(default_factory=list, description="Policy rungs: model folders or assets; an `rlhf-ray "
+                                "sft` run folder gives its checkpoints (step-*) in order.")
+    rms: list[str] = Field(default_factory=list, description="RM rungs: RM folders; an `rlhf-ray rm train` run folder "
+                           "gives its checkpoints (step-*) and its final reward_model in order.")
+    against: str | None = Field(None, description="The reference every cell's final policy is judged against (None: "
+                                "model.policy), so that cells compare with each other.")
+    max_concurrent: int = Field(1, ge=1, description="Cells running at once; each cell's actors hold their own "
+                                "placement groups, so a cell waits until the cluster has room.")
+
+
 class SeamConfig(Section):
     """SEAM (ALGORITHMS.md §3, §6.1-6.6): per prompt, K worse answers beside the gold one; the policy's log-probs and
     the RM's rewards over [gold, worse] give seam_score in [0, 1], higher = policy and RM agree with the gold order."""
@@ -238,6 +279,12 @@ class SeamConfig(Section):
     )
     drop_fraction: float = Field(0.2, ge=0, lt=1, description="Share of scored prompts dropped (CHOICE §3.3: 20 %).")
     adv_fraction: float = Field(0.3, gt=0, le=1, description="adv: share of words edited (SEAM: 30 %).")
+    augment: Literal["seam", "random"] = Field(
+        "seam", description="`seam augment`'s pairs: seam (gold > each misjudged worse answer of the lowest-SEAM "
+        "augment_fraction of prompts, CHOICE §6.1) | random (as many gold > worse pairs drawn at random: the control)."
+    )
+    augment_fraction: float = Field(0.2, gt=0, le=1, description="Share of scored prompts `seam augment` takes "
+                                    "its hard negatives from (CHOICE: 20 %, as drop_fraction).")
     contrast_max_cosine: float = Field(0.9, description="contrast: neighbours at or above this cosine are skipped (SEAM: 0.9).")
     encoder: str = Field("all-minilm-l6-v2", description="contrast: the sentence encoder (an asset name or HF folder).")
     degrader: str | None = Field(None, description="gpt: the degrader model, an asset name or HF folder (None: model.policy).")
@@ -248,6 +295,7 @@ class SeamConfig(Section):
     degrader_max_tokens: int = Field(128, ge=1, description="gpt: max tokens of a worse answer.")
     degrader_temperature: float = Field(1.0, gt=0, description="gpt: sampling temperature (SEAM: 1).")
     cache: str | None = Field(None, description="Worse-answer cache folder (None: <asset cache>/seam).")
+    grid: SeamGridConfig = Field(default_factory=SeamGridConfig, description="The saturation study (`seam grid`).")
     scorers: int = Field(1, ge=1, description="Offline scoring: actors in each pool (policy, RM, degrader) of the Ray Data pipeline.")
     batch_prompts: int = Field(16, ge=1, description="Offline scoring: prompts per map_batches call.")
 
@@ -358,6 +406,7 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     rm: RMConfig = Field(default_factory=RMConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
     strength: StrengthConfig = Field(default_factory=StrengthConfig)
     metarm: MetaRMConfig = Field(default_factory=MetaRMConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)

@@ -5,10 +5,10 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 
-from datasets import Dataset, Features, Value
+from datasets import Dataset, Features, Value, concatenate_datasets
 
 from ..config import DataConfig
-from .generic import make_generic_parser
+from .generic import make_generic_parser, parse_pair_row
 from .gold import load_gold_labels, relabel
 from .hh_rlhf import dialogue_to_messages, parse_hh_row, split_dialogues
 from .prompts import prompt_dataset
@@ -73,6 +73,14 @@ def load_preferences(cfg: DataConfig) -> PreferenceData:
         train = train.select(range(min(cfg.max_pairs, len(train))))
     if cfg.max_eval_pairs is not None:
         held = held.select(range(min(cfg.max_eval_pairs, len(held))))
+    if cfg.augment_pairs:  # train only: eval keeps measuring the RM on pairs it never trained on
+        extra = []
+        for path in map(Path, cfg.augment_pairs):
+            rows, report = load_rows(path, parse_pair_row, cfg.on_bad_row, "augment", cfg.empty_response)
+            extra += rows
+            reports.append(report)
+        if extra:
+            train = concatenate_datasets([train, Dataset.from_list(extra, features=FEATURES)])
     return PreferenceData(train, held, reports)
 
 

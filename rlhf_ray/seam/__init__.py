@@ -2,6 +2,7 @@
 prompts from a policy's log-probs and an RM's rewards. The score's math is in rlhf_ray.algorithms.seam."""
 
 from .adv import adv_answers, perturb
+from .augment import augment_pairs, candidate_pairs
 from .contrast import ENCODER, contrast_answers, embed, nearest_others
 from .degrade import Degraded, degrade_with_endpoint, degrade_with_engine, degrader_messages, keep_worse
 from .scoring import FlatAnswers, SeamResult, combine, flatten_answers, score_prompts
@@ -16,8 +17,29 @@ from .worse_answers import (
 )
 
 __all__ = [
-    "ENCODER", "VARIANTS", "Degraded", "FlatAnswers", "SeamResult", "WorseAnswerCache", "adv_answers",
-    "build_worse_answers", "builder_settings", "cache_key", "combine", "contrast_answers", "degrade_with_endpoint",
-    "degrade_with_engine", "degrader_messages", "embed", "flatten_answers", "keep_worse", "nearest_others", "perturb",
-    "prompt_seed", "score_prompts", "weights_id",
+    "ENCODER",
+    "VARIANTS",
+    "Degraded",
+    "FlatAnswers",
+    "SeamResult",
+    "WorseAnswerCache",
+    "adv_answers",
+    "augment_pairs",
+    "build_worse_answers",
+    "candidate_pairs",
+    "builder_settings",
+    "cache_key",
+    "combine",
+    "contrast_answers",
+    "degrade_with_endpoint",
+    "degrade_with_engine",
+    "degrader_messages",
+    "embed",
+    "flatten_answers",
+    "keep_worse",
+    "nearest_others",
+    "perturb",
+    "prompt_seed",
+    "score_prompts",
+    "weights_id",
 ]
