@@ -17,7 +17,7 @@ from rlhf_ray.training.checkpoint import save_hf_atomic
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.training.sft import response_nll, sft_batch
 
-from .dist import gathered, init_process_group, start_deepspeed_group
+from .dist import gathered, init_process_group, node_address, start_deepspeed_group
 from .group import ActorGroup
 from .precision import NodePrecision
 
@@ -25,6 +25,9 @@ from .precision import NodePrecision
 class SFTLearnerActor(NodePrecision):
     def __init__(self, rank: int = 0):
         self.rank = rank
+
+    def master_address(self) -> tuple[str, int]:
+        return node_address()  # start_deepspeed_group asks rank 0 for the group's rendezvous address
 
     def setup(self, addr: str, port: int, world_size: int, policy_dir: str, sft: SFTConfig, total_steps: int,
               examples: list[dict], zero_stage: int = 2, seed: int = 0, mixed_precision: str = "auto") -> None:
