@@ -34,7 +34,7 @@ from rlhf_ray.training.rm_data import prepare_rm_data, total_steps
 
 from .evaluate import gold_judge
 from .rm_jobs import score_sequences_on
-from .rm_train import check_rm_batch, train_rm
+from .rm_train import check_learner_batch, train_rm
 from .testing import hang_if_asked
 from .trainer import PPOTrainer, sampling_params
 
@@ -126,7 +126,7 @@ class OnlineRounds:
             raise ConfigError("online rounds update a reward model, but the run has none (reward.function)")
         # The RM's data as `rm train` prepares it (denoising included); the RM continues the run's own.
         self.data = prepare_rm_data(cfg.model_copy(update={"model": cfg.model.model_copy(update={"reward": trainer.reward_dir})}))
-        check_rm_batch(cfg)
+        check_learner_batch(cfg)
         self.rm_steps = self.online.rm_steps or total_steps(len(self.data.train_rows), cfg.rm.model_copy(
             update={"epochs": 1, "max_steps": None}), "online RM update")
         self.pairs_ref = ray.put(self.data.pairs)

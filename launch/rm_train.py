@@ -41,7 +41,7 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
     then(group, data): more work for the trained group before it is freed (gold build labels pairs); its dict joins
     the summary."""
     rm, learner = cfg.rm, cfg.learner
-    check_rm_batch(cfg)
+    check_learner_batch(cfg)
     seed_everything(cfg.run.seed)
     precision = precision or announce_precision(cfg.model.mixed_precision)  # each rank decides again for its own node
     data = prepare_rm_data(cfg)
@@ -72,12 +72,12 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
     return summary
 
 
-def check_rm_batch(cfg: Config) -> None:
-    """An RM learner group's batch rule: every rank runs the same micro-batches."""
-    rm, world = cfg.rm, cfg.learner.world_size
-    if rm.batch_size % (rm.micro_batch_size * world):
-        raise ConfigError(f"rm.batch_size ({rm.batch_size}) must be a multiple of rm.micro_batch_size x learner.world_size "
-                          f"({rm.micro_batch_size} x {world}): every rank runs the same micro-batches")
+def check_learner_batch(cfg: Config, section: str = "rm") -> None:
+    """A DeepSpeed learner group's batch rule (the rm or sft section): every rank runs the same micro-batches."""
+    loop, world = getattr(cfg, section), cfg.learner.world_size
+    if loop.batch_size % (loop.micro_batch_size * world):
+        raise ConfigError(f"{section}.batch_size ({loop.batch_size}) must be a multiple of {section}.micro_batch_size x "
+                          f"learner.world_size ({loop.micro_batch_size} x {world}): every rank runs the same micro-batches")
 
 
 def train_rm(group: ActorGroup, data: RMData, rm: RMConfig, seed: int, steps: int, on_row=None, on_save=None,

@@ -16,7 +16,7 @@ import torch
 
 from actors.group import ZeroShards
 from actors.sft_learner import make_sft_learner_group
-from rlhf_ray.config import Config, ConfigError
+from rlhf_ray.config import Config
 from rlhf_ray.data import load_preferences, prompt_dataset
 from rlhf_ray.device import announce_precision
 from rlhf_ray.metrics import MetricsLogger
@@ -24,16 +24,19 @@ from rlhf_ray.models import load_tokenizer
 from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.progress import Progress
 from rlhf_ray.run_dir import seed_everything
+from rlhf_ray.training.rm_data import total_steps
 from rlhf_ray.training.sft import encode_sft
 
 from .cluster import init_ray, report_node_precision
 from .rm_jobs import seeded_batches
+from .rm_train import check_learner_batch
 
 log = logging.getLogger("rlhf_ray.sft")
 
 
-def sft_examples(cfg: Config) -> tuple[list[dict], list[dict], dict]:
-    """Encoded train and held-out examples: each distinct prompt with its gold (first chosen) response."""
+def sft_examples(cfg: Config) -> tuple[list[dict], list[dict], list[dict]]:
+    """Encoded train and held-out examples (each distinct prompt with its gold, first chosen, response) and the data
+    report per file."""
     data = load_preferences(cfg.data)
     log.info("data:\n%s", data.summary())
     tokenizer = load_tokenizer(resolve_model(cfg.model.policy))
@@ -43,23 +46,18 @@ def sft_examples(cfg: Config) -> tuple[list[dict], list[dict], dict]:
     held, held_stats = encode_sft(tokenizer, prompt_dataset(data.eval), **enc)
     log.info("sft train: %s; eval: %s", train_stats.summary().replace("pairs", "examples"),
              held_stats.summary().replace("pairs", "examples"))
-    return train, held, {"data": [r.to_dict() for r in data.reports]}
+    return train, held, [r.to_dict() for r in data.reports]
 
 
 def run_sft(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict:
     """Fine-tune as configured; writes metrics, checkpoints, <run>/policy and summary.json. Returns the summary."""
     sft, learner = cfg.sft, cfg.learner
-    if sft.batch_size % (sft.micro_batch_size * learner.world_size):
-        raise ConfigError(f"sft.batch_size ({sft.batch_size}) must be a multiple of sft.micro_batch_size x "
-                          f"learner.world_size ({sft.micro_batch_size} x {learner.world_size})")
+    check_learner_batch(cfg, "sft")
     seed_everything(cfg.run.seed)
     precision = announce_precision(cfg.model.mixed_precision)
-    train, held, report = sft_examples(cfg)
-    (run_dir / "data_report.json").write_text(json.dumps(report["data"], indent=1))
-    per_epoch = len(train) // sft.batch_size
-    if per_epoch == 0:
-        raise ValueError(f"sft: {len(train)} train examples, fewer than one batch (sft.batch_size={sft.batch_size})")
-    steps = int(min(sft.max_steps or math.inf, per_epoch * sft.epochs))
+    train, held, reports = sft_examples(cfg)
+    (run_dir / "data_report.json").write_text(json.dumps(reports, indent=1))
+    steps = total_steps(len(train), sft, "sft", section="sft", unit="train examples")
     examples = train + held  # one list on every rank; held-out examples after the train ones
     eval_index = list(range(len(train), len(examples)))
     init_ray(cfg.cluster)
@@ -98,8 +96,8 @@ def run_sft(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict:
             stats = group.gather([a.train_step.remote([batch[i] for i in shards.padded(r)])
                                   for r, a in enumerate(group.actors)])
             row = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0] if k not in ("tokens", "response_tokens")}
-            tokens = sum(s["tokens"] for s in stats)
-            row |= {"perf/step_s": time.perf_counter() - t0, "perf/tokens_per_s": tokens / (time.perf_counter() - t0)}
+            elapsed = time.perf_counter() - t0
+            row |= {"perf/step_s": elapsed, "perf/tokens_per_s": sum(s["tokens"] for s in stats) / elapsed}
             if step % sft.eval_every == 0 or step == steps:
                 results = evaluate(step)
                 progress.exclude(results.get("eval/seconds", 0.0))

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config, RMConfig
+from ..config import Config, RMConfig, SFTConfig
 from ..data import load_preferences
 from ..data.tokenize import encode_pairs
 from ..models import load_tokenizer
@@ -76,9 +76,10 @@ def prepare_rm_data(cfg: Config, denoise: bool = True) -> RMData:
                   row_strength(eval_rows, strength) if strength else None, [r.to_dict() for r in data.reports])
 
 
-def total_steps(n_pairs: int, rm: RMConfig, what: str = "training") -> int:
-    """Optimizer steps for n_pairs: epochs x full batches, capped by rm.max_steps."""
+def total_steps(n_pairs: int, rm: RMConfig | SFTConfig, what: str = "training", section: str = "rm",
+                unit: str = "pairs") -> int:
+    """Optimizer steps for n_pairs: epochs x full batches, capped by max_steps (of the rm or sft section)."""
     per_epoch = n_pairs // rm.batch_size
     if per_epoch == 0:
-        raise ValueError(f"{what}: {n_pairs} pairs, fewer than one batch (rm.batch_size={rm.batch_size})")
+        raise ValueError(f"{what}: {n_pairs} {unit}, fewer than one batch ({section}.batch_size={rm.batch_size})")
     return int(min(rm.max_steps or math.inf, per_epoch * rm.epochs))
