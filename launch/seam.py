@@ -35,8 +35,10 @@ from rlhf_ray.seam import (
     builder_settings,
     degrade_with_endpoint,
     keep_worse,
+    seam_column,
 )
 from rlhf_ray.seam.scoring import combine, flatten_answers
+from rlhf_ray.training.strength_report import write_jsonl
 
 from .cluster import init_ray
 from .trainer import encode_prompts, rl_prompt_rows
@@ -222,16 +224,12 @@ def run_seam_filter(cfg: Config, scores_path: Path, out_path: Path) -> dict:
     if method == "none":
         raise ConfigError("seam filter needs seam.filter=seam (the lowest SEAM) or seam.filter=random (the control)")
     rows = read_scores(scores_path)
-    scores = torch.tensor([math.nan if row["seam"] is None else row["seam"] for row in rows], dtype=torch.float64)
+    scores = seam_column(rows)
     dropped = (lowest_fraction(scores, cfg.seam.drop_fraction) if method == "seam"
                else random_fraction(scores, cfg.seam.drop_fraction, torch.Generator().manual_seed(cfg.run.seed)))
     gone = set(dropped)
-    tmp = out_path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for i, row in enumerate(rows):
-            if i not in gone:
-                f.write(json.dumps({k: row[k] for k in ("prompt", "format", "gold", "seam")}) + "\n")
-    tmp.replace(out_path)
+    write_jsonl(out_path, [{k: row[k] for k in ("prompt", "format", "gold", "seam")} for i, row in enumerate(rows)
+                           if i not in gone])
     summary = {"method": method, "drop_fraction": cfg.seam.drop_fraction, "prompts": len(rows),
                "scored": int((~scores.isnan()).sum()), "unscored_kept": int(scores.isnan().sum()),
                "dropped": len(dropped), "kept": len(rows) - len(dropped), "output": str(out_path),
@@ -257,11 +255,7 @@ def run_seam_augment(cfg: Config, scores_path: Path, out_path: Path) -> dict:
     if not pairs:
         raise ValueError(f"{scores_path}: the RM misjudges no worse answer of the lowest-SEAM "
                          f"{cfg.seam.augment_fraction:g} of the prompts; there is nothing to augment with")
-    tmp = out_path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for pair in pairs:
-            f.write(json.dumps(pair) + "\n")
-    tmp.replace(out_path)
+    write_jsonl(out_path, pairs)
     log.info("seam augment (%s): %d pairs from %d prompts (%d misjudged) -> %s", counts["select"], counts["pairs"],
              counts["pair_prompts"], counts["misjudged_pairs"], out_path)
     return counts | {"output": str(out_path)}

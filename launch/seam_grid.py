@@ -123,8 +123,9 @@ def run_seam_grid(cfg: Config, grid_dir: Path) -> list[dict]:
     return rows
 
 
-CELL_FIELDS = ("cell", "policy", "rm", "seam", "seam_prompts", "misjudgement_rate", "proxy_reward_first", "proxy_reward_last", "gold_mean",
-               "win_rate", "win_rate_ci", "mean_gap", "mean_gap_ci", "prompts", "iterations")
+CELL_FIELDS = ("cell", "policy", "rm", "seam", "seam_prompts", "misjudgement_rate", "proxy_reward_first",
+               "proxy_reward_last", "gold_mean", "win_rate", "win_rate_ci", "mean_gap", "mean_gap_ci", "prompts",
+               "iterations")
 
 
 def write_grid(grid_dir: Path, rows: list[dict], policies: list[str], rms: list[str], against: str) -> None:

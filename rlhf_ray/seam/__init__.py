@@ -2,7 +2,7 @@
 prompts from a policy's log-probs and an RM's rewards. The score's math is in rlhf_ray.algorithms.seam."""
 
 from .adv import adv_answers, perturb
-from .augment import augment_pairs, candidate_pairs
+from .augment import augment_pairs, candidate_pairs, seam_column
 from .contrast import ENCODER, contrast_answers, embed, nearest_others
 from .degrade import Degraded, degrade_with_endpoint, degrade_with_engine, degrader_messages, keep_worse
 from .scoring import FlatAnswers, SeamResult, combine, flatten_answers, score_prompts
@@ -41,5 +41,6 @@ __all__ = [
     "perturb",
     "prompt_seed",
     "score_prompts",
+    "seam_column",
     "weights_id",
 ]

@@ -8,6 +8,11 @@ import torch
 from ..algorithms.seam import lowest_fraction
 
 
+def seam_column(rows: list[dict]) -> torch.Tensor:
+    """The seam field of `seam score` rows as float64, NaN where a prompt was not scored."""
+    return torch.tensor([math.nan if r["seam"] is None else r["seam"] for r in rows], dtype=torch.float64)
+
+
 def candidate_pairs(row: dict) -> list[tuple[str, bool]]:
     """(worse answer, misjudged) for one scored prompt: misjudged when the RM scored it strictly above gold."""
     gold = row.get("gold_reward")
@@ -23,7 +28,7 @@ def augment_pairs(rows: list[dict], fraction: float, select: str, seed: int = 0)
     seam: every misjudged worse answer of the lowest-SEAM floor(fraction * N) scored prompts.
     random: the same number of pairs, drawn uniformly (seeded) from all gold > worse pairs of all scored prompts,
     misjudged or not (standard augmentation). Returns the pairs and their counts."""
-    scores = torch.tensor([math.nan if r["seam"] is None else r["seam"] for r in rows], dtype=torch.float64)
+    scores = seam_column(rows)
     scored = (~scores.isnan()).nonzero().flatten().tolist()
     lowest = lowest_fraction(scores, fraction) if fraction < 1 else scored
     hard = [(i, answer, True) for i in lowest for answer, wrong in candidate_pairs(rows[i]) if wrong]
