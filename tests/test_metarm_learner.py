@@ -56,7 +56,8 @@ def reference(tiny_rm_dir, pairs, meta, metarm: MetaRMConfig | None) -> dict[str
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("zero_stage, variant", [(3, "restored"), (2, "alternating"),
+# alternating differs from restored only in the pure step (test_metarm.py checks both against finite differences).
+@pytest.mark.parametrize("zero_stage, variant", [(3, "restored"), pytest.param(2, "alternating", marks=pytest.mark.long),
                                                   pytest.param(2, "restored", marks=pytest.mark.long),
                                                   pytest.param(0, "restored", marks=pytest.mark.long)])
 def test_metarm_steps_on_a_group_of_2_equal_the_reference(ray_local, tiny_rm_dir, tmp_path, world, zero_stage, variant):

@@ -38,12 +38,29 @@ def online_config(tiny_model_dir, tiny_rm_dir, tmp_path_factory):
     }
     path = tmp / "online.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    train(path, "straight")
-    return path, tmp / "runs"
+    # The default kill case's run starts beside the straight one: on 2 cores their actors' start-ups overlap.
+    started = {"4": start_hanging(path, tmp / "runs", "4")}
+    try:
+        train(path, "straight")
+        yield path, tmp / "runs", started
+    finally:  # a hanging run no test took (deselected, or the straight run failed) would wait forever
+        for _, _, proc in started.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=60)
+
+
+def start_hanging(config, runs, hang: str):
+    """A run that hangs (until killed) at `hang`: after an iteration's rows, or inside an RM update."""
+    name = f"killed_{hang.replace(':', '_')}"
+    marker = runs.parent / f"{name}.hanging"
+    proc = train(config, name, env={"RLHF_RAY_TEST_HANG_AFTER": hang, "RLHF_RAY_TEST_HANG_FILE": str(marker)},
+                 wait=False)
+    return name, marker, proc
 
 
 def test_two_rounds_update_push_and_report_the_rm(online_config):
-    _, runs = online_config
+    _, runs, _ = online_config
     rows = read_metrics(runs / "straight" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all("reward/gold_mean" in r for r in rows)
@@ -71,11 +88,8 @@ def test_two_rounds_update_push_and_report_the_rm(online_config):
 def test_a_kill_inside_round_2_resumes_to_the_straight_run(online_config, hang):
     """4: after iteration 4's rows, before its checkpoint (resume from iteration 3: the updated RM learner, its
     AdamW and ascent states and the pushed RM restored); rm_update:2: inside round 2's RM update (redone from 2)."""
-    config, runs = online_config
-    name = f"killed_{hang.replace(':', '_')}"
-    marker = runs.parent / f"{name}.hanging"
-    proc = train(config, name, env={"RLHF_RAY_TEST_HANG_AFTER": hang, "RLHF_RAY_TEST_HANG_FILE": str(marker)},
-                 wait=False)
+    config, runs, started = online_config
+    name, marker, proc = started.pop(hang, None) or start_hanging(config, runs, hang)
     if hang == "4":
         wait_for_row(runs / name / "metrics.jsonl", 4, proc)
     deadline = time.monotonic() + 600
@@ -103,7 +117,7 @@ def test_a_kill_inside_round_2_resumes_to_the_straight_run(online_config, hang):
 def test_labeled_rounds_add_oracle_pairs_to_a_reinitialised_rm(online_config):
     """online.rm_update=labeled with rm_init=sft: the oracle orders two responses per meta prompt, the pairs join a
     fresh RM's data, and the RM that trained on them is the one the RewardActor scores with."""
-    config, runs = online_config
+    config, runs, _ = online_config
     train(config, "labeled", "online.rm_update=labeled", "online.rm_init=sft", "online.critic_init=keep",
           "ppo.iterations=1")
     rows = read_metrics(runs / "labeled" / "metrics.jsonl")
@@ -122,7 +136,7 @@ def test_labeled_rounds_add_oracle_pairs_to_a_reinitialised_rm(online_config):
 def test_a_released_rm_learner_continues_as_a_resident_one(online_config):
     """online.rm_learner released stops the RM learner after each update and rebuilds it from its parked state; over
     three rounds (two updates, the second from the parked state) every row equals the resident learner's run."""
-    config, runs = online_config
+    config, runs, _ = online_config
     shape = ("online.rounds=3", "ppo.iterations=1", "run.checkpoint_every=0")
     train(config, "resident", *shape, "online.rm_learner=resident")
     train(config, "released", *shape, "online.rm_learner=released")

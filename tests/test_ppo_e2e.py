@@ -13,18 +13,6 @@ FIELDS = ["reward/mean", "reward/std", "kl/mean", "kl/coef", "response/length", 
           "time/sync_s", "perf/rollout_tokens_per_s", "perf/learn_tokens_per_s"]
 
 
-def test_two_iterations_with_a_reward_model_log_every_field(ray_local, ppo_config, tiny_rm_dir):
-    cfg = ppo_config("e2e", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "sync.transport=collective",
-                 "cluster.colocate=true")  # rollout i and reward i on one bundle
-    run_dir = prepare_run_dir(cfg)
-    run_ppo(cfg, run_dir, show_progress=False)
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [1, 2]
-    for row in rows:
-        missing = [f for f in FIELDS if f not in row]
-        assert not missing, f"iteration {row['step']} lacks {missing}"
-
-
 def test_ppo_raises_a_programmatic_reward(ray_local, ppo_config):
     targets = list(range(256))  # half the vocabulary: a random policy starts near 0.5
     cfg = ppo_config("learn", "reward.function=rlhf_ray.rewards:target_token_fraction",
@@ -38,10 +26,13 @@ def test_ppo_raises_a_programmatic_reward(ray_local, ppo_config):
 
 
 def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, ppo_config, caplog):
+    """A run without model.reward trains its RM first; every iteration logs every field; a resume reuses the RM."""
     caplog.set_level("INFO", logger="rlhf_ray")
     rm = ["rm.max_steps=2", "rm.batch_size=4", "rm.micro_batch_size=2", "rm.warmup_steps=0", "data.max_eval_pairs=8",
           "run.checkpoint_every=1"]
-    cfg = ppo_config("auto_rm", "ppo.iterations=1", *rm)
+    # Collective weight sync, rollout i and reward i on one bundle: the pipeline's GPU-cluster shape.
+    shape = ["sync.transport=collective", "cluster.colocate=true"]
+    cfg = ppo_config("auto_rm", "ppo.iterations=1", *rm, *shape)
     run_dir = prepare_run_dir(cfg)
     run_ppo(cfg, run_dir, show_progress=False)
     assert (run_dir / "rm" / "reward_model" / "config.json").exists()
@@ -50,8 +41,12 @@ def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, pp
     assert "rm eval at step 0: 8/8 pairs" in caplog.text and "rm train: 2/2 steps (100%)" in caplog.text
     assert "model.mixed_precision=auto -> " in caplog.text  # the precision and its reason, logged at start
 
-    cfg = ppo_config("auto_rm", "ppo.iterations=2", *rm)
+    cfg = ppo_config("auto_rm", "ppo.iterations=2", *rm, *shape)
     history = run_ppo(cfg, prepare_run_dir(cfg), show_progress=False, resume=True)
     assert len(history) == 1  # iteration 2 only
     assert "reusing the reward model" in caplog.text
-    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1, 2]
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:  # the trained RM scored both iterations, before and after the resume
+        missing = [f for f in FIELDS if f not in row]
+        assert not missing, f"iteration {row['step']} lacks {missing}"

@@ -61,7 +61,9 @@ def test_rm_learns_a_rule_and_writes_the_run_folder(tiny_model_dir, tmp_path, ra
     assert good > bad
 
 
-@pytest.mark.parametrize("method, world_size, zero_stage", [("simcse", 1, 0), ("swav_diff", 2, 3)])
+# simcse's loss and views are unit-tested (test_rm_methods.py, test_rm_training_parts.py); one group run by default.
+@pytest.mark.parametrize("method, world_size, zero_stage", [pytest.param("simcse", 1, 0, marks=pytest.mark.long),
+                                                            ("swav_diff", 2, 3)])
 def test_contrastive_rm_learns_the_rule(tiny_model_dir, tmp_path, ray_local, method, world_size, zero_stage):
     data = tmp_path / "pairs.jsonl"
     synthetic_pairs(data)

@@ -1,35 +1,60 @@
-"""`rlhf-ray seam grid` on tiny models: an `sft` run's two checkpoints x two RMs, each cell a Ray Tune trial that runs
-PPO measuring SEAM and a gold eval; the table, the heatmap and a rerun that resumes instead of redoing the cells."""
+"""`rlhf-ray seam grid` on tiny models: two policies x two RMs, each cell a Ray Tune trial that runs PPO measuring
+SEAM and a gold eval; the table, the heatmap and a rerun that resumes instead of redoing the cells. Run folders as
+rungs (an `sft` run's checkpoint ladder, an `rm train` run's checkpoints and final RM) are checked on their own."""
 
 import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
 from launch.cli import main
-from rlhf_ray.models import load_tokenizer, reward_model_from_lm
+from launch.seam_grid import expand_rungs
+from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
 
 pytest.importorskip("vllm")
+
+
+def test_run_folders_expand_into_their_checkpoint_ladders(tmp_path):
+    sft, rm = tmp_path / "sft", tmp_path / "rm"
+    for run, final in ((sft, "policy"), (rm, "reward_model")):
+        for step in ("step-000004", "step-000002"):
+            (run / "checkpoints" / step).mkdir(parents=True)
+        (run / final).mkdir()
+    ladder = [str(sft / "checkpoints" / "step-000002"), str(sft / "checkpoints" / "step-000004")]
+    assert expand_rungs([str(sft), "smollm2-135m-instruct"], "policy") == [*ladder, "smollm2-135m-instruct"]
+    rm_ladder = [str(rm / "checkpoints" / "step-000002"), str(rm / "checkpoints" / "step-000004"), str(rm / "reward_model")]
+    assert expand_rungs([str(rm)], "rm") == rm_ladder
+    for step in ladder:
+        Path(step).rmdir()
+    assert expand_rungs([str(sft)], "policy") == [str(sft / "policy")]  # a run without a ladder: its final policy
 
 
 def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_model_dir, tiny_rm_dir, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("run: {seed: 0}\n")
+    # The rollout engine is HF's: the grid's machinery is under test here, vLLM in the engine and sync tests.
     tiny = [f"model.policy={tiny_model_dir}", f"run.output_dir={tmp_path}/runs", "data.max_pairs=32",
-            "model.mixed_precision=none", "learner.world_size=1", "learner.zero_stage=0", "learner.resources.threads=1"]
-    # The policy ladder: an sft run with a checkpoint every 2 of its 4 steps.
-    assert main(["sft", str(config), *tiny, "run.name=sft", "sft.batch_size=8", "sft.micro_batch_size=4", "sft.max_steps=4",
-                 "sft.save_every=2", "sft.lr=1e-3", "--no-progress"]) == 0
+            "model.mixed_precision=none", "learner.world_size=1", "learner.zero_stage=0", "learner.resources.threads=1",
+            "rollout.engine=hf"]
+    tok = load_tokenizer(tiny_model_dir)
+    other_policy = tmp_path / "policy_b"  # a second policy rung: the tiny policy, perturbed
+    policy = load_policy(tiny_model_dir)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+    policy.save_pretrained(other_policy)
+    tok.save_pretrained(other_policy)
     other_rm = tmp_path / "rm_b"  # a second RM rung: another random head on the same backbone
     torch.manual_seed(1)
-    tok = load_tokenizer(tiny_model_dir)
     reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(other_rm)
     tok.save_pretrained(other_rm)
 
-    grid = [*tiny, "run.name=grid", f"seam.grid.policies=[{tmp_path}/runs/sft]", f"seam.grid.rms=[{tiny_rm_dir},{other_rm}]",
+    grid = [*tiny, "run.name=grid", f"seam.grid.policies=[{tiny_model_dir},{other_policy}]",
+            f"seam.grid.rms=[{tiny_rm_dir},{other_rm}]",
             f"eval.judge={tiny_rm_dir}", "eval.prompts=4", "eval.bootstrap=200", "seam.variant=adv", "seam.k=2",
             f"seam.cache={tmp_path}/cache", "ppo.iterations=1", "ppo.prompts_per_iteration=4", "rollout.n_samples=2",
             "rollout.max_new_tokens=8", "rollout.max_model_len=320", "rollout.kv_cache_gib=0.5",
@@ -38,15 +63,17 @@ def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_
     out = tmp_path / "runs" / "grid"
     result = json.loads((out / "grid.json").read_text())
     cells = {c["cell"]: c for c in result["cells"]}
-    assert [p.rsplit("/", 1)[-1] for p in result["policies"]] == ["step-000002", "step-000004"]
+    assert result["policies"] == [str(tiny_model_dir), str(other_policy)]
     assert sorted(cells) == ["policy0_rm0", "policy0_rm1", "policy1_rm0", "policy1_rm1"]
     for c in cells.values():
         assert "error" not in c and c["iterations"] == 1 and c["prompts"] == 4
         assert 0 <= c["seam"] <= 1 and c["seam_prompts"] == 4 and 0 <= c["win_rate"] <= 1
         assert c["win_rate_ci"][0] <= c["win_rate"] <= c["win_rate_ci"][1] and math.isfinite(c["gold_mean"])
         assert (out / "cells" / c["cell"] / "eval" / "eval.json").is_file()  # the cell's own run folder
-    # Each cell ran its own policy and RM: the RM rungs score the same policy's prompts differently.
+    # Each cell ran its own policy and RM: the RM rungs score the same policy's prompts differently, and the policy
+    # rungs answer differently under the same RM.
     assert cells["policy0_rm0"]["proxy_reward_first"] != cells["policy0_rm1"]["proxy_reward_first"]
+    assert cells["policy0_rm0"]["proxy_reward_first"] != cells["policy1_rm0"]["proxy_reward_first"]
     assert cells["policy0_rm0"]["rm"] == str(tiny_rm_dir) and cells["policy1_rm1"]["rm"] == str(other_rm)
     table = (out / "grid.md").read_text().splitlines()
     assert sum(line.startswith("| policy") and "SEAM" in line for line in table) == 2

@@ -1,5 +1,5 @@
 """The SEAM filter in PPO on tiny models: each iteration's lowest-SEAM prompts leave the buffer with all their rows,
-the learner trains on exactly the rows kept, and the scores are logged."""
+the learner (a ZeRO-3 group of 2, left with uneven shards) trains on exactly the rows kept, and the scores are logged."""
 
 import math
 
@@ -15,8 +15,10 @@ pytest.importorskip("vllm")
 @pytest.mark.parametrize("method", ["seam", pytest.param("random", marks=pytest.mark.long)])
 def test_seam_filter_drops_the_lowest_prompts_and_the_learner_trains_on_the_rest(ray_local, ppo_config,
                                                                                  tiny_rm_dir, tmp_path, method):
+    # 8 prompts x 3 samples, 3 prompts dropped: 15 rows kept, shards of 8 and 7 on the ZeRO-3 group.
     cfg = ppo_config(f"seam_{method}", f"model.reward={tiny_rm_dir}", "ppo.iterations=2", "rollout.num_actors=1",
-                     f"seam.filter={method}", "seam.variant=adv", "seam.k=3", "seam.drop_fraction=0.25",
+                     "rollout.n_samples=3", "learner.zero_stage=3",
+                     f"seam.filter={method}", "seam.variant=adv", "seam.k=3", "seam.drop_fraction=0.375",
                      f"seam.cache={tmp_path}/seam_cache", "rollout.max_model_len=320")
     trainer = PPOTrainer(cfg, prepare_run_dir(cfg), show_progress=False)
     seam = trainer.buffer_filter = SeamFilter(trainer)
@@ -30,10 +32,10 @@ def test_seam_filter_drops_the_lowest_prompts_and_the_learner_trains_on_the_rest
             assert row["seam/worse_built"] == len(set(scores) - seen)  # built once per prompt, then cached
             seen |= set(scores)
             assert row["seam/prompts"] == 8 and row["seam/scored"] == sum(not math.isnan(v) for v in scores.values())
-            assert row["seam/dropped_prompts"] == math.floor(0.25 * row["seam/scored"]) > 0
-            assert row["seam/dropped_rows"] == 4 * row["seam/dropped_prompts"]  # every sample of a dropped prompt
+            assert row["seam/dropped_prompts"] == math.floor(0.375 * row["seam/scored"]) > 0
+            assert row["seam/dropped_rows"] == 3 * row["seam/dropped_prompts"]  # every sample of a dropped prompt
             kept_rows = trainer.state.buffer.data["row_id"].tolist()
-            assert len(kept_rows) == 32 - row["seam/dropped_rows"] == row["buffer/rows"]
+            assert len(kept_rows) == 24 - row["seam/dropped_rows"] == row["buffer/rows"]
             assert trainer.rows_learned == kept_rows  # the learner trained on exactly the kept rows
             kept_prompts = set(trainer.state.buffer.data["prompt_index"].tolist())
             dropped = set(scores) - kept_prompts

@@ -8,7 +8,9 @@ from rlhf_ray.run_dir import prepare_run_dir
 pytest.importorskip("vllm")
 
 
-@pytest.mark.parametrize("zero_stage", [pytest.param(2, marks=pytest.mark.long), 3])  # ZeRO-3: uneven shards
+# Both stages long: the SEAM filter test (test_seam_online.py) drives the same hook on a ZeRO-3 group, uneven shards.
+@pytest.mark.long
+@pytest.mark.parametrize("zero_stage", [2, 3])
 def test_a_buffer_filter_decides_the_rows_the_learners_train_on(ray_local, ppo_config, zero_stage):
     seen = {}
 

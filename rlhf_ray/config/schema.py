@@ -252,7 +252,8 @@ class SeamGridConfig(Section):
     against: str | None = Field(None, description="The reference every cell's final policy is judged against (None: "
                                 "model.policy), so that cells compare with each other.")
     max_concurrent: int = Field(1, ge=1, description="Cells running at once; each cell's actors hold their own "
-                                "placement groups, so a cell waits until the cluster has room.")
+                                "placement groups, so the cluster must hold that many cells' actors together (a cell "
+                                "left unplaced past the placement timeout fails; a rerun resumes it).")
 
 
 class SeamConfig(Section):
