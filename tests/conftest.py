@@ -15,6 +15,23 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def other_policy_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny policy with perturbed weights (a folder named `other`): a second policy that answers differently."""
+    import torch
+
+    from rlhf_ray.models import load_policy, load_tokenizer
+
+    out = tmp_path_factory.mktemp("other_policy") / "other"
+    policy = load_policy(tiny_model_dir)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+    policy.save_pretrained(out)
+    load_tokenizer(tiny_model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session (logical CPUs above the 2 real ones so several actors fit); each test
     frees its actors and placement groups, so the next finds the cluster empty."""

@@ -4,10 +4,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from launch.cli import main
-from rlhf_ray.models import load_policy, load_tokenizer
 from rlhf_ray.win_rate import compare_scores
 
 
@@ -41,14 +39,9 @@ def test_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.88 <= hits / 200 <= 0.99
 
 
-def test_eval_command_judges_two_policies_on_held_out_prompts(tiny_model_dir, tiny_rm_dir, tmp_path, ray_local, capsys):
-    other = tmp_path / "other"  # the tiny policy with perturbed weights: it answers differently
-    policy = load_policy(tiny_model_dir)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
-    policy.save_pretrained(other)
-    load_tokenizer(tiny_model_dir).save_pretrained(other)
+def test_eval_command_judges_two_policies_on_held_out_prompts(tiny_model_dir, other_policy_dir, tiny_rm_dir, tmp_path,
+                                                            ray_local, capsys):
+    other = other_policy_dir  # the tiny policy with perturbed weights: it answers differently
     common = ["--judge", str(tiny_rm_dir), f"run.output_dir={tmp_path}/runs", "eval.prompts=6", "eval.bootstrap=200",
               "rollout.engine=hf", "rollout.num_actors=1", "rollout.max_new_tokens=12", "rollout.resources.num_cpus=1",
               "reward.resources.num_cpus=1"]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from launch.cli import main
 from launch.seam_grid import expand_rungs
-from rlhf_ray.models import load_policy, load_tokenizer, reward_model_from_lm
+from rlhf_ray.models import load_tokenizer, reward_model_from_lm
 
 pytest.importorskip("vllm")
 
@@ -33,7 +33,8 @@ def test_run_folders_expand_into_their_checkpoint_ladders(tmp_path):
     assert expand_rungs([str(sft)], "policy") == [str(sft / "policy")]  # a run without a ladder: its final policy
 
 
-def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_model_dir, tiny_rm_dir, tmp_path):
+def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_model_dir, other_policy_dir, tiny_rm_dir,
+                                                               tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("run: {seed: 0}\n")
     # The rollout engine is HF's: the grid's machinery is under test here, vLLM in the engine and sync tests.
@@ -41,13 +42,7 @@ def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_
             "model.mixed_precision=none", "learner.world_size=1", "learner.zero_stage=0", "learner.resources.threads=1",
             "rollout.engine=hf"]
     tok = load_tokenizer(tiny_model_dir)
-    other_policy = tmp_path / "policy_b"  # a second policy rung: the tiny policy, perturbed
-    policy = load_policy(tiny_model_dir)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
-    policy.save_pretrained(other_policy)
-    tok.save_pretrained(other_policy)
+    other_policy = other_policy_dir  # a second policy rung: the tiny policy, perturbed
     other_rm = tmp_path / "rm_b"  # a second RM rung: another random head on the same backbone
     torch.manual_seed(1)
     reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(other_rm)
