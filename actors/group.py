@@ -28,7 +28,7 @@ def bundle_of(res: ResourceSpec) -> dict[str, float]:
         bundle["GPU"] = res.num_gpus
     if res.memory_gib:
         bundle["memory"] = res.memory_gib * 2**30
-    return bundle
+    return {**bundle, **res.custom}
 
 
 def make_placement_group(bundles: list[dict[str, float]], name: str, timeout_s: float = 120.0,
@@ -41,14 +41,15 @@ def make_placement_group(bundles: list[dict[str, float]], name: str, timeout_s: 
     except ray.exceptions.GetTimeoutError:
         remove_placement_group(pg)
         raise RuntimeError(
-            f"could not place {name}: {len(bundles)} bundles of {bundles[0]} within {timeout_s:.0f} s; "
+            f"could not place {name}: {len(bundles)} bundles of {bundles[0]} ({strategy}) within {timeout_s:.0f} s; "
             f"the cluster has {ray.cluster_resources()}, available {ray.available_resources()}"
         ) from None
     return pg
 
 
 def shared_placement_group(roles: list[tuple[ResourceSpec, int]], name: str, timeout_s: float = 120.0) -> PlacementGroup:
-    """One placement group for several roles: bundle i holds actor i of every role that has one (colocation)."""
+    """One placement group for several roles: bundle i holds actor i of every role that has one (colocation), placed
+    by the first role's strategy."""
     bundles = []
     for i in range(max(n for _, n in roles)):
         bundle: dict[str, float] = {}
@@ -57,7 +58,7 @@ def shared_placement_group(roles: list[tuple[ResourceSpec, int]], name: str, tim
                 for key, value in bundle_of(res).items():
                     bundle[key] = bundle.get(key, 0.0) + value
         bundles.append(bundle)
-    return make_placement_group(bundles, name, timeout_s)
+    return make_placement_group(bundles, name, timeout_s, strategy=roles[0][0].placement)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ActorGroup:
                  bundle_offset: int = 0, timeout_s: float = 120.0, runtime_env: dict | None = None, **kwargs):
         self.name = name
         self._own_pg = pg is None
-        self.pg = pg or make_placement_group([bundle_of(resources)] * n, name, timeout_s)
+        self.pg = pg or make_placement_group([bundle_of(resources)] * n, name, timeout_s, strategy=resources.placement)
         self._remote_cls = ray.remote(actor_cls)
         runtime_env = with_threads(resources, runtime_env)
         self.recipes: list[SpawnRecipe] = []

@@ -156,6 +156,43 @@ def cmd_seam_grid(args) -> None:
     print(f"{len(rows)} cells; written: {run_dir / 'grid.json'}, {run_dir / 'grid.md'}, {run_dir / 'grid_heatmap.png'}")
 
 
+def cmd_submit(args) -> int:
+    from launch.submit import follow, submit
+
+    sid, spec = submit(args.address, args.job, args.config, args.overrides, resume=args.resume,
+                       submission_id=args.submission_id)
+    print(f"submitted {sid}: rlhf-ray {args.job} {spec['metadata']['config']} -> {spec['run_dir']}")
+    if not args.follow:
+        print(f"follow it with `rlhf-ray jobs logs {sid} --follow`" + (f" --address {args.address}" if args.address else ""))
+        return 0
+    status = follow(args.address, sid)
+    print(f"job {sid}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def cmd_jobs(args) -> int:
+    from launch.submit import client, follow, job_table
+
+    if args.action == "list":
+        print(job_table(args.address))
+        return 0
+    if not args.id:
+        print(f"rlhf-ray: error: `rlhf-ray jobs {args.action}` needs a submission id (see `rlhf-ray jobs list`)",
+              file=sys.stderr)
+        return 2
+    c = client(args.address)
+    if args.action == "status":
+        info = c.get_job_info(args.id)
+        print(f"{args.id}: {info.status.value}" + (f" ({info.message})" if info.message else ""))
+    elif args.action == "logs":
+        if args.follow:
+            return 0 if follow(args.address, args.id) == "SUCCEEDED" else 1
+        print(c.get_job_logs(args.id), end="")
+    elif args.action == "stop":
+        print(f"{args.id}: {'stop requested' if c.stop_job(args.id) else 'already ended'}")
+    return 0
+
+
 def cmd_data_inspect(args) -> None:
     from rlhf_ray.data import load_preferences, prompt_dataset
 
@@ -249,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "run (a Ray Tune trial) judged by the gold RM, beside its SEAM"))
     p.set_defaults(func=cmd_seam_grid)
 
+    from launch.submit import JOBS
+
+    p = with_config(commands.add_parser("submit", help="run an rlhf-ray command as a Ray Job on a cluster (Ray's Job "
+                                                       "Submission SDK)"))
+    p.add_argument("--address", help="the cluster's dashboard, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
+    p.add_argument("--job", default="train", choices=JOBS, help="the command the job runs (default: train)")
+    p.add_argument("--resume", action="store_true", help="train: continue the run folder's last checkpoint")
+    p.add_argument("--submission-id", help="the job's id (default: rlhf-ray-<run.name>-<random>)")
+    p.add_argument("--follow", action="store_true", help="stream the job's logs until it ends; exit 1 unless it succeeded")
+    p.set_defaults(func=cmd_submit)
+
+    p = commands.add_parser("jobs", help="Ray Jobs on a cluster: list, status, logs, stop")
+    p.add_argument("action", choices=("list", "status", "logs", "stop"))
+    p.add_argument("id", nargs="?", help="submission id (status, logs, stop)")
+    p.add_argument("--address", help="the cluster's dashboard, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
+    p.add_argument("--follow", action="store_true", help="logs: stream until the job ends")
+    p.set_defaults(func=cmd_jobs)
+
     data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
                                                                             metavar="DATA_COMMAND")
     p = with_config(data.add_parser("inspect", help="load a preference set and report rows kept, skipped and noted"))
@@ -284,11 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     from rlhf_ray.data import DataError
 
     try:
-        args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, FileExistsError) as e:
+        return args.func(args) or 0
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, ConnectionError) as e:
         print(f"rlhf-ray: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

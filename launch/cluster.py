@@ -1,7 +1,10 @@
 """Start or join a Ray cluster, with errors that say what went wrong."""
 
 import logging
+import os
 import socket
+import uuid
+from pathlib import Path
 
 import ray
 
@@ -13,14 +16,19 @@ from rlhf_ray.environment import apply_defaults, worker_env
 log = logging.getLogger("rlhf_ray.cluster")
 
 
-def init_ray(cfg: ClusterConfig) -> None:
-    """Local Ray when cfg.address is None (token auth off, no dashboard), else connect to cfg.address."""
+def init_ray(cfg: ClusterConfig, run_dir: Path | None = None) -> None:
+    """Local Ray when cfg.address is None (token auth off, no dashboard), else connect to cfg.address and check that
+    every node sees `run_dir` (checkpoints, metrics and models written by one node are read by others)."""
     if ray.is_initialized():
         return
     apply_defaults()
-    runtime_env = {"env_vars": worker_env()}  # every worker of the job, on every node
+    # Every worker of the job, on every node; a submitted job's runtime env carries them already (launch.submit),
+    # and Ray refuses a driver that sets the same keys again.
+    runtime_env = None if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else {"env_vars": worker_env()}
     if cfg.address is None:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True, runtime_env=runtime_env)
+        # "local": a new Ray even where `ray start` left a cluster's address behind (ray.init() would join that one).
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True,
+                 runtime_env=runtime_env)
         log.info("started a local Ray: %s", ray.cluster_resources())
         return
     probe_address(cfg.address)
@@ -32,6 +40,59 @@ def init_ray(cfg: ClusterConfig) -> None:
             "check the address (ray://HOST:10001 for a client, or 'auto' on a cluster node) and that the head is up"
         ) from e
     log.info("joined Ray at %s: %s", cfg.address, ray.cluster_resources())
+    if run_dir is not None:
+        check_shared_run_dir(Path(run_dir))
+
+
+class RunDirNotShared(FileNotFoundError):
+    """The run folder is missing on some node of the cluster."""
+
+
+@ray.remote(num_cpus=0)
+def _see_marker(marker: str, token: str, node_id: str) -> str | None:
+    """On one node: None if it reads the driver's marker and writes its own beside it, else what went wrong."""
+    path = Path(marker)
+    try:
+        if path.read_text() != token:
+            return "another file is at that path (a different filesystem mounted there?)"
+        (path.parent / f"node-{node_id}").write_text(token)
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e}"
+    return None
+
+
+def check_shared_run_dir(run_dir: Path, timeout_s: float = 120.0) -> list[str]:
+    """Every alive node must see the run folder as this driver does: the driver writes a marker there, a task pinned
+    to each node reads it and writes one back, which the driver must see. Fails naming the folder and each node
+    that cannot; returns the node ids checked."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe_dir = Path(run_dir).resolve() / ".node_check" / uuid.uuid4().hex[:8]
+    probe_dir.mkdir(parents=True)
+    token = uuid.uuid4().hex
+    marker = probe_dir / "driver"
+    marker.write_text(token)
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    refs = [_see_marker.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(str(marker), token, n["NodeID"]) for n in nodes]
+    try:
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        seen = [ray.get(r) if r in ready else f"no answer within {timeout_s:.0f} s" for r in refs]
+        seen = [why or (None if (probe_dir / f"node-{n['NodeID']}").exists() else
+                        "its marker, written there, does not show up on this driver's node")
+                for n, why in zip(nodes, seen)]
+    finally:
+        for f in probe_dir.iterdir():
+            f.unlink()
+        probe_dir.rmdir()
+    blind = [f"node {n['NodeManagerAddress']} ({n['NodeID'][:12]}): {why}" for n, why in zip(nodes, seen) if why]
+    if blind:
+        raise RunDirNotShared(
+            f"run folder {run_dir} is not on storage every node shares; it was written on this driver's node "
+            f"({ray.util.get_node_ip_address()}) but " + "; ".join(blind) + ". Set run.output_dir to a folder every "
+            "node mounts at the same path (NFS, a shared volume)")
+    log.info("run folder %s is visible from all %d nodes", run_dir, len(nodes))
+    return [n["NodeID"] for n in nodes]
 
 
 def probe_address(address: str, timeout_s: float = 10.0) -> None:

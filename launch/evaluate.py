@@ -98,7 +98,7 @@ def run_eval(cfg: Config, run_dir: Path, policy: str, against: str) -> dict:
     a_dir, b_dir, judge = policy_dir(policy), policy_dir(against), str(resolve_model(judge))
     prompts = held_out_prompts(cfg)
     log.info("eval: %s against %s on %d held-out prompts, judged by %s", a_dir, b_dir, len(prompts), judge)
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, run_dir)
     answers = [answer(cfg, a_dir, prompts, "eval-a"), answer(cfg, b_dir, prompts, "eval-b")]
     score_a, score_b = judge_scores(cfg, judge, prompts, answers)
     e = cfg.eval

@@ -85,7 +85,7 @@ def run_strength(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict
                     "order (P2 trains every member on all pairs)", steps, steps * cfg.rm.batch_size, n_train)
     if s.retrain_groups:  # fail now rather than after the ensemble has trained
         total_steps(n_train // s.retrain_groups, cfg.rm, f"each of strength.retrain_groups={s.retrain_groups} groups")
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, run_dir)
     pairs_ref = ray.put(data.pairs)
     all_index = data.train_index + data.eval_index
 

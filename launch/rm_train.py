@@ -47,7 +47,7 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
     data = prepare_rm_data(cfg)
     (run_dir / "data_report.json").write_text(json.dumps(data.reports, indent=1))
     steps = total_steps(len(data.train_rows), rm)
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, run_dir)
     group = make_rm_learner_group(rm, learner.world_size, learner.resources, data.init_dir, data.from_lm, steps,
                                   ray.put(data.pairs), learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                   timeout_s=cfg.cluster.placement_timeout_s)

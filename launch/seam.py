@@ -149,7 +149,7 @@ def run_seam_score(cfg: Config, run_dir: Path, policy: str | None = None, reward
     rows = rl_prompt_rows(cfg)
     prompts, golds = list(rows["prompt"]), list(rows["gold"])
     prompt_ids = seam_prompt_ids(cfg, tokenizer, rows)
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, run_dir)
     t0 = time.perf_counter()
     worse, build_stats = worse_answers_for(cfg, prompts, golds)
     flat = flatten_answers(prompt_ids, golds, worse, tokenizer, cfg.seam.max_answer_tokens)

@@ -96,7 +96,7 @@ def run_seam_grid(cfg: Config, grid_dir: Path) -> list[dict]:
     cells = [{"policy": p, "rm": r, "name": cell_name(i, j)} for i, p in enumerate(policies) for j, r in enumerate(rms)]
     log.info("seam grid: %d policies x %d RMs = %d cells, %d at a time, in %s", len(policies), len(rms), len(cells),
              g.max_concurrent, grid_dir)
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, grid_dir)
     trainable = tune.with_parameters(_trial, base=cfg.model_dump(mode="json"), grid_dir=str(grid_dir.resolve()),
                                      against=against)
     tuner = tune.Tuner(

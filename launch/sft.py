@@ -60,7 +60,7 @@ def run_sft(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict:
     steps = total_steps(len(train), sft, "sft", section="sft", unit="train examples")
     examples = train + held  # one list on every rank; held-out examples after the train ones
     eval_index = list(range(len(train), len(examples)))
-    init_ray(cfg.cluster)
+    init_ray(cfg.cluster, run_dir)
     group = make_sft_learner_group(sft, learner.world_size, learner.resources, str(resolve_model(cfg.model.policy)),
                                    steps, ray.put(examples), learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                    timeout_s=cfg.cluster.placement_timeout_s)

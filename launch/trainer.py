@@ -89,7 +89,7 @@ class PPOTrainer:
         self.prompt_rows = rl_prompt_rows(cfg)  # texts and gold answers (SEAM); self.prompts: their token ids
         self.prompts = prompt_token_ids(cfg, self.tokenizer, self.prompt_rows)
         log.info("%d RL prompts", len(self.prompts))
-        init_ray(cfg.cluster)
+        init_ray(cfg.cluster, self.run_dir)
         # Before the PPO actors exist: RM training gets the machine.
         reward_dir = train_or_reuse_reward_model(cfg, self.run_dir, self.show_progress, precision)
         self.reward_dir = reward_dir  # None with a reward function

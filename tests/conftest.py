@@ -37,7 +37,7 @@ def ray_local():
     frees its actors and placement groups, so the next finds the cluster empty."""
     import ray
 
-    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

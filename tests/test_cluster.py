@@ -31,3 +31,92 @@ def test_init_ray_hands_the_environment_defaults_to_every_worker(monkeypatch):
     init_ray(ClusterConfig(num_cpus=1))
     assert seen["runtime_env"]["env_vars"].keys() == DEFAULTS.keys()
     assert seen["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+
+
+def test_local_ray_never_joins_a_cluster_that_ray_start_left_behind(monkeypatch):
+    """ray.init() without an address joins the last `ray start` cluster of this machine; a local run must not."""
+    import ray
+
+    seen = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+    init_ray(ClusterConfig(num_cpus=1))
+    assert seen["address"] == "local"
+
+
+def test_inside_a_submitted_job_the_driver_adds_no_second_runtime_env(monkeypatch, tmp_path):
+    """The job's runtime env already carries the environment; Ray refuses a driver that sets the same keys again."""
+    import ray
+
+    import launch.cluster
+
+    seen = {}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+    monkeypatch.setattr(launch.cluster, "probe_address", lambda address: None)
+    checked = []
+    monkeypatch.setattr(launch.cluster, "check_shared_run_dir", checked.append)
+    init_ray(ClusterConfig(address="auto"), tmp_path)
+    assert seen["address"] == "auto" and seen["runtime_env"] is None
+    assert checked == [tmp_path]  # a cluster run checks its run folder
+
+
+def test_the_run_folder_check_passes_on_every_node_it_sees_and_cleans_up(ray_local, tmp_path):
+    from launch.cluster import check_shared_run_dir
+
+    nodes = check_shared_run_dir(tmp_path / "run")
+    assert len(nodes) == len([n for n in ray_local.nodes() if n["Alive"]]) >= 1
+    assert list((tmp_path / "run" / ".node_check").iterdir()) == []
+
+
+def test_bundles_carry_custom_resources_and_groups_their_strategy():
+    from actors.group import bundle_of
+    from rlhf_ray.config import load_config
+
+    cfg = load_config(None, ["learner.resources.custom={node_b: 1}", "learner.resources.placement=STRICT_PACK",
+                             "learner.resources.num_gpus=1"])
+    assert bundle_of(cfg.learner.resources) == {"CPU": 1.0, "GPU": 1.0, "node_b": 1.0}
+    assert cfg.learner.resources.placement == "STRICT_PACK" and cfg.rollout.resources.placement == "PACK"
+    with pytest.raises(Exception, match="placement"):
+        load_config(None, ["learner.resources.placement=SIDEWAYS"])
+
+
+def test_a_job_spec_runs_the_command_on_the_cluster_with_an_absolute_run_folder(tmp_path, monkeypatch):
+    from launch.submit import EXCLUDES, PROJECT_ROOT, job_spec
+    from rlhf_ray.environment import worker_env
+
+    monkeypatch.chdir(tmp_path)
+    spec = job_spec("rm strength", str(PROJECT_ROOT / "configs/tiny_rm.yaml"), ["rm.lr=1e-4", "run.output_dir=out"])
+    assert spec["entrypoint"] == (f"python -m launch.cli rm strength --no-progress configs/tiny_rm.yaml rm.lr=1e-4 "
+                                  f"run.output_dir={tmp_path / 'out'} cluster.address=auto")
+    assert spec["run_dir"] == tmp_path / "out" / "tiny_rm"
+    env = spec["runtime_env"]
+    assert env["working_dir"] == str(PROJECT_ROOT) and ".venv" in env["excludes"] and env["excludes"] == EXCLUDES
+    assert env["env_vars"] == {**worker_env(), "RLHF_RAY_CACHE": str(tmp_path / "out" / ".rlhf_ray_cache")}
+    assert "--resume" in job_spec("train", str(PROJECT_ROOT / "configs/tiny_rm.yaml"), [], resume=True)["entrypoint"]
+
+
+def test_a_job_spec_refuses_what_would_fail_on_the_cluster(tmp_path):
+    from launch.submit import job_spec
+    from rlhf_ray.config import ConfigError
+
+    outside = tmp_path / "mine.yaml"
+    outside.write_text("rm:\n  lr: 1.0e-5\n")
+    with pytest.raises(ConfigError, match="mine.yaml.*inside the project folder"):
+        job_spec("train", str(outside), [])
+    with pytest.raises(ConfigError, match="rm.learning_rate"):
+        job_spec("rm train", "configs/tiny_rm.yaml", ["rm.learning_rate=1"])
+    with pytest.raises(ConfigError, match="--resume"):
+        job_spec("rm train", "configs/tiny_rm.yaml", [], resume=True)
+    with pytest.raises(ConfigError, match="not one of"):
+        job_spec("rm eval", "configs/tiny_rm.yaml", [])
+
+
+def test_jobs_without_a_cluster_fail_naming_the_address(capsys):
+    from launch.cli import main
+
+    assert main(["jobs", "list", "--address", "http://127.0.0.1:1"]) == 2
+    assert "http://127.0.0.1:1" in capsys.readouterr().err

@@ -340,6 +340,14 @@ class ResourceSpec(Section):
     threads: int | None = Field(
         None, ge=1, description="CPU threads of torch in the actor (OMP_NUM_THREADS; None: Ray's default, its whole CPUs, at least 1)."
     )
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Ray placement-group strategy of the role's bundles: STRICT_PACK keeps a learner group on one node, "
+        "SPREAD puts rollout actors on as many nodes as it can."
+    )
+    custom: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources every bundle asks for, e.g. {rollout_node: 1} to put the role "
+        "on nodes started with `ray start --resources '{\"rollout_node\": 8}'`."
+    )
 
 
 class ClusterConfig(Section):

@@ -1,0 +1,192 @@
+"""A Ray cluster of 3 nodes on this machine, every node on 127.0.0.1: jobs go in through `rlhf-ray submit`, and their
+actors must sit on the nodes their roles' custom resources ask for. Node b runs in a mount namespace of its own with
+an empty tmpfs over `hidden/`, so a run folder there is one node b really cannot see.
+
+The PPO and strength jobs are under `long` for now: on this machine their DeepSpeed learners rebuild DeepSpeed's shm
+communication op inside the job's workers (4-5 min on 2 cores, again for the next non-job learner), and Ray's
+`ray start` advertises the machine's address rather than 127.0.0.1 (it resolves loopback away); both are open."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ray.util.state.exception import ServerUnavailable
+from test_rm_strength import noisy_pairs
+
+from launch.submit import client, submit, wait
+from rlhf_ray.metrics import read_metrics
+
+VENV_BIN = Path(sys.executable).parent
+CONFIG = "configs/tiny_rm.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_start(*args, log: Path, env: dict, wrap: list[str] = ()) -> subprocess.Popen:
+    """`ray start --block` in its own session, so the whole node (raylet, workers) dies with its process group."""
+    cmd = [str(VENV_BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--min-worker-port=0",
+           "--max-worker-port=0", f"--dashboard-agent-listen-port={free_port()}", "--object-store-memory=400000000",
+           "--disable-usage-stats", *args]
+    out = open(log, "w")
+    return subprocess.Popen([*wrap, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def nodes_by_resource(url: str) -> dict[str, str]:
+    """{custom resource name: node id} of the alive nodes."""
+    from ray.util.state import list_nodes
+
+    return {key: n.node_id for n in list_nodes(address=url, filters=[("state", "=", "ALIVE")], detail=True)
+            for key in n.resources_total if key.startswith("node_")}
+
+
+def up(url: str, nodes: int) -> bool:
+    """The head answers on its Jobs API and the state API lists `nodes` alive nodes."""
+    try:
+        client(url)
+        return len(nodes_by_resource(url)) == nodes
+    except (ConnectionError, ServerUnavailable):  # the state API comes up after the Jobs API
+        return False
+
+
+def start_node(procs: list, url: str, *args, tries: int = 3, timeout_s: float = 180, **kw) -> None:
+    """Start one more node and wait until the cluster has it. On 2 loaded cores a node can miss Ray's fixed 30 s
+    start-up window (its dashboard agent starting slowly, cold caches): such a start exits, and is tried again."""
+    for _ in range(tries):
+        proc = ray_start(*args, **kw)
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            if up(url, len(procs) + 1):
+                procs.append(proc)
+                return
+            time.sleep(2)
+        stop(proc)
+    raise RuntimeError(f"a node did not come up in {tries} tries: {kw['log'].read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """The node's whole process group: `ray start --block` and everything it started."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    (root / "hidden").mkdir()
+    temp = Path(f"/tmp/rlhf_mn_{os.getpid()}")  # short: Ray's socket paths live under it
+    port, dash = free_port(), free_port()
+    url = f"http://127.0.0.1:{dash}"
+    # The jobs' `python` is this venv's; only it joins PATH (the venv's own ninja there would make DeepSpeed rebuild
+    # its ops, built by the system's ninja for the other tests).
+    shim = root / "bin"
+    shim.mkdir()
+    (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # a link would lose the venv
+    (shim / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"}
+    hide = f"mount -t tmpfs tmpfs {root / 'hidden'} && exec \"$@\""
+    procs: list[subprocess.Popen] = []
+    try:
+        start_node(procs, url, "--head", f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                   f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}", "--num-cpus=2",
+                   '--resources={"node_head": 4}', f"--temp-dir={temp}", log=root / "head.log", env=env)
+        start_node(procs, url, f"--address=127.0.0.1:{port}", "--num-cpus=2", '--resources={"node_a": 4}',
+                   log=root / "a.log", env=env)
+        start_node(procs, url, f"--address=127.0.0.1:{port}", "--num-cpus=3", '--resources={"node_b": 4}',
+                   log=root / "b.log", env=env, wrap=["unshare", "-m", "sh", "-c", hide, "sh"])
+        yield url, root, nodes_by_resource(url)
+    finally:
+        for proc in procs[::-1]:
+            stop(proc)
+
+
+def actor_nodes(url: str, class_name: str, job_id: str) -> list[str]:
+    from ray.util.state import list_actors
+
+    return [a.node_id for a in list_actors(address=url, filters=[("class_name", "=", class_name)], detail=True,
+                                           limit=1000) if a.job_id == job_id]
+
+
+def run_job(url: str, job: str, overrides: list[str], timeout_s: float = 600) -> tuple[str, str, str]:
+    """Submit from the project folder (as a user would), wait; returns (status, logs, Ray job id)."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        sid, _ = submit(url, job, CONFIG, overrides)
+    finally:
+        os.chdir(cwd)
+    status = wait(url, sid, timeout_s)
+    return status, client(url).get_job_logs(sid), client(url).get_job_info(sid).job_id
+
+
+@pytest.mark.long  # ~9 min here: DeepSpeed rebuilds its shm op in the job's workers (see the module docstring)
+def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_dir):
+    """HF's rollout engine: placement and cross-node sync are under test here, vLLM in the engine and sync tests."""
+    url, root, nodes = cluster
+    runs = root / "shared" / "runs"
+    status, logs, job_id = run_job(url, "train", [
+        f"model.policy={tiny_model_dir}", f"model.reward={tiny_rm_dir}", f"run.output_dir={runs}", "run.name=ppo",
+        "data.source=hh_rlhf", "data.max_pairs=32", "ppo.iterations=2", "ppo.prompts_per_iteration=4",
+        "rollout.engine=hf", "rollout.num_actors=1", "rollout.max_model_len=160", "rollout.max_new_tokens=16", "rollout.n_samples=2",
+        "rollout.kv_cache_gib=0.5", "rollout.resources.custom={node_a: 1}",
+        "reward.resources.num_cpus=0.5", "reward.resources.custom={node_head: 1}",
+        "learner.world_size=2", "learner.zero_stage=2", "learner.micro_batch_size=4",
+        "learner.resources.placement=STRICT_PACK", "learner.resources.custom={node_b: 1}",
+        "sync.transport=collective",
+    ])
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert "visible from all 3 nodes" in logs
+    assert set(actor_nodes(url, "RolloutActor", job_id)) == {nodes["node_a"]}
+    assert set(actor_nodes(url, "RewardActor", job_id)) == {nodes["node_head"]}
+    learners = actor_nodes(url, "LearnerActor", job_id)
+    assert len(learners) == 2 and set(learners) == {nodes["node_b"]}
+    rows = read_metrics(runs / "ppo" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert (runs / "ppo" / "checkpoints" / "iter_000002" / "policy" / "config.json").exists()
+    assert len((runs / "ppo" / "samples.jsonl").read_text().splitlines()) == 2 * 4 * 2
+
+
+@pytest.mark.long
+def test_strength_job_trains_its_members_on_the_asked_node(cluster, tiny_model_dir):
+    url, root, nodes = cluster
+    data = root / "shared" / "pairs.jsonl"
+    data.parent.mkdir(exist_ok=True)
+    noisy_pairs(data, n=96)
+    runs = root / "shared" / "runs"
+    status, logs, job_id = run_job(url, "rm strength", [
+        f"model.policy={tiny_model_dir}", "model.max_len=64", "model.max_response_len=32", "data.source=jsonl",
+        f"data.paths=[{data}]", "data.fields.prompt=question", "data.fields.chosen=good", "data.fields.rejected=bad",
+        "data.eval_fraction=0.2", "rm.batch_size=8", "rm.micro_batch_size=8", "rm.max_steps=4", "rm.eval_every=100",
+        f"run.output_dir={runs}", "run.name=strength", "strength.members=2", "strength.std_groups=4",
+        "strength.retrain_groups=0", "learner.resources.threads=1", "learner.resources.custom={node_a: 1}",
+    ])
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert set(actor_nodes(url, "RMLearnerActor", job_id)) == {nodes["node_a"]}
+    rows = [json.loads(line) for line in (runs / "strength" / "strength.jsonl").open()]
+    assert len(rows) == 96 and all(len(r["chosen_scores"]) == 2 for r in rows)
+    assert (runs / "strength" / "strength_plot.png").exists()
+
+
+def test_a_run_folder_one_node_cannot_see_fails_at_start(cluster, tiny_model_dir):
+    url, root, nodes = cluster
+    runs = root / "hidden" / "runs"
+    status, logs, _ = run_job(url, "rm train", [f"model.policy={tiny_model_dir}", f"run.output_dir={runs}",
+                                                "run.name=blind", "data.max_pairs=16"], timeout_s=300)
+    assert status == "FAILED"
+    assert f"run folder {runs / 'blind'} is not on storage every node shares" in logs
+    assert nodes["node_b"][:12] in logs and nodes["node_a"][:12] not in logs
+    assert "RMLearnerActor" not in logs  # it failed before any actor started
