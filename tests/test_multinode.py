@@ -2,9 +2,11 @@
 actors must sit on the nodes their roles' custom resources ask for. Node b runs in a mount namespace of its own with
 an empty tmpfs over `hidden/`, so a run folder there is one node b really cannot see.
 
-The PPO and strength jobs are under `long` for now: on this machine their DeepSpeed learners rebuild DeepSpeed's shm
-communication op inside the job's workers (4-5 min on 2 cores, again for the next non-job learner), and Ray's
-`ray start` advertises the machine's address rather than 127.0.0.1 (it resolves loopback away); both are open."""
+The PPO and strength jobs are under `long` for now: in both runs measured, their DeepSpeed learners rebuilt DeepSpeed's
+shm communication op inside the job's workers (4-5 min on 2 cores). The machine has two ninjas whose command hashes
+differ (the venv's 1.13, the system's 1.11); the first run had the venv's bin on the jobs' PATH, the second only the
+python shim below, and its rebuild may just undo the first one's. Also, `ray start` advertises the machine's address
+rather than 127.0.0.1 (it resolves loopback away). Both are open."""
 
 import json
 import os
@@ -91,8 +93,8 @@ def cluster(tmp_path_factory):
     temp = Path(f"/tmp/rlhf_mn_{os.getpid()}")  # short: Ray's socket paths live under it
     port, dash = free_port(), free_port()
     url = f"http://127.0.0.1:{dash}"
-    # The jobs' `python` is this venv's; only it joins PATH (the venv's own ninja there would make DeepSpeed rebuild
-    # its ops, built by the system's ninja for the other tests).
+    # The jobs' `python` is this venv's; only it joins PATH, not the venv's bin (its ninja 1.13 hashes build commands
+    # unlike the system's 1.11, which builds DeepSpeed's ops for the other tests).
     shim = root / "bin"
     shim.mkdir()
     (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # a link would lose the venv
@@ -133,7 +135,7 @@ def run_job(url: str, job: str, overrides: list[str], timeout_s: float = 600) ->
     return status, client(url).get_job_logs(sid), client(url).get_job_info(sid).job_id
 
 
-@pytest.mark.long  # ~9 min here: DeepSpeed rebuilds its shm op in the job's workers (see the module docstring)
+@pytest.mark.long  # 8.5-9.5 min here, most of it DeepSpeed rebuilding its shm op (see the module docstring)
 def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_dir):
     """HF's rollout engine: placement and cross-node sync are under test here, vLLM in the engine and sync tests."""
     url, root, nodes = cluster
