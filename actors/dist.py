@@ -25,6 +25,10 @@ def init_process_group(addr: str, port: int, rank: int, world_size: int) -> None
     import deepspeed
 
     os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+    if dist_backend() == "gloo":
+        # Only DeepSpeed's inference all-reduce uses its CPU shm op, and its JIT build takes minutes on 2 cores, again
+        # whenever another ninja last touched the shared torch_extensions folder: never build it for training.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend=dist_backend(), auto_mpi_discovery=False)
 
 

@@ -2,11 +2,8 @@
 actors must sit on the nodes their roles' custom resources ask for. Node b runs in a mount namespace of its own with
 an empty tmpfs over `hidden/`, so a run folder there is one node b really cannot see.
 
-The PPO and strength jobs are under `long` for now: in both runs measured, their DeepSpeed learners rebuilt DeepSpeed's
-shm communication op inside the job's workers (4-5 min on 2 cores). The machine has two ninjas whose command hashes
-differ (the venv's 1.13, the system's 1.11); the first run had the venv's bin on the jobs' PATH, the second only the
-python shim below, and its rebuild may just undo the first one's. Also, `ray start` advertises the machine's address
-rather than 127.0.0.1 (it resolves loopback away). Both are open."""
+Nodes start through loopback_node.py rather than `ray start`, which would advertise the machine's routable address.
+"""
 
 import json
 import os
@@ -24,7 +21,6 @@ from test_rm_strength import noisy_pairs
 from launch.submit import client, submit, wait
 from rlhf_ray.metrics import read_metrics
 
-VENV_BIN = Path(sys.executable).parent
 CONFIG = "configs/tiny_rm.yaml"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,13 +31,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_start(*args, log: Path, env: dict, wrap: list[str] = ()) -> subprocess.Popen:
-    """`ray start --block` in its own session, so the whole node (raylet, workers) dies with its process group."""
-    cmd = [str(VENV_BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--min-worker-port=0",
-           "--max-worker-port=0", f"--dashboard-agent-listen-port={free_port()}", "--object-store-memory=400000000",
-           "--disable-usage-stats", *args]
+def ray_start(log: Path, env: dict, wrap: list[str] = (), **spec) -> subprocess.Popen:
+    """One node (loopback_node.py) in its own session, so the whole node (raylet, workers) dies with its group."""
+    spec = {"object_store_memory": 400_000_000, "dashboard_agent_listen_port": free_port(), **spec}
     out = open(log, "w")
-    return subprocess.Popen([*wrap, *cmd], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen([*wrap, sys.executable, str(Path(__file__).with_name("loopback_node.py")), json.dumps(spec)],
+                            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def nodes_by_resource(url: str) -> dict[str, str]:
@@ -61,11 +56,11 @@ def up(url: str, nodes: int) -> bool:
         return False
 
 
-def start_node(procs: list, url: str, *args, tries: int = 3, timeout_s: float = 180, **kw) -> None:
+def start_node(procs: list, url: str, tries: int = 3, timeout_s: float = 180, **kw) -> None:
     """Start one more node and wait until the cluster has it. On 2 loaded cores a node can miss Ray's fixed 30 s
     start-up window (its dashboard agent starting slowly, cold caches): such a start exits, and is tried again."""
     for _ in range(tries):
-        proc = ray_start(*args, **kw)
+        proc = ray_start(**kw)
         deadline = time.monotonic() + timeout_s
         while proc.poll() is None and time.monotonic() < deadline:
             if up(url, len(procs) + 1):
@@ -77,7 +72,7 @@ def start_node(procs: list, url: str, *args, tries: int = 3, timeout_s: float = 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """The node's whole process group: `ray start --block` and everything it started."""
+    """The node's whole process group: loopback_node.py and everything it started."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -93,27 +88,38 @@ def cluster(tmp_path_factory):
     temp = Path(f"/tmp/rlhf_mn_{os.getpid()}")  # short: Ray's socket paths live under it
     port, dash = free_port(), free_port()
     url = f"http://127.0.0.1:{dash}"
-    # The jobs' `python` is this venv's; only it joins PATH, not the venv's bin (its ninja 1.13 hashes build commands
-    # unlike the system's 1.11, which builds DeepSpeed's ops for the other tests).
+    # The jobs' entrypoint `python` must be this venv's: a shim for it alone joins PATH, not the venv's other tools.
     shim = root / "bin"
     shim.mkdir()
     (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # a link would lose the venv
     (shim / "python").chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
     hide = f"mount -t tmpfs tmpfs {root / 'hidden'} && exec \"$@\""
     procs: list[subprocess.Popen] = []
     try:
-        start_node(procs, url, "--head", f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                   f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}", "--num-cpus=2",
-                   '--resources={"node_head": 4}', f"--temp-dir={temp}", log=root / "head.log", env=env)
-        start_node(procs, url, f"--address=127.0.0.1:{port}", "--num-cpus=2", '--resources={"node_a": 4}',
-                   log=root / "a.log", env=env)
-        start_node(procs, url, f"--address=127.0.0.1:{port}", "--num-cpus=3", '--resources={"node_b": 4}',
-                   log=root / "b.log", env=env, wrap=["unshare", "-m", "sh", "-c", hide, "sh"])
-        yield url, root, nodes_by_resource(url)
+        start_node(procs, url, head=True, gcs_server_port=port, include_dashboard=True, dashboard_host="127.0.0.1",
+                   dashboard_port=dash, ray_client_server_port=free_port(), num_cpus=2, resources={"node_head": 4},
+                   temp_dir=str(temp), log=root / "head.log", env=env)
+        gcs = f"127.0.0.1:{port}"
+        start_node(procs, url, gcs_address=gcs, num_cpus=2, resources={"node_a": 4}, log=root / "a.log", env=env)
+        start_node(procs, url, gcs_address=gcs, num_cpus=3, resources={"node_b": 4}, log=root / "b.log", env=env,
+                   wrap=["unshare", "-m", "sh", "-c", hide, "sh"])
+        yield url, root, nodes_by_resource(url), procs
     finally:
         for proc in procs[::-1]:
             stop(proc)
+
+
+def test_every_node_is_on_loopback(cluster):
+    """Ray's view, and the sockets themselves: every port any node's process listens on is bound to loopback."""
+    import psutil
+    from ray.util.state import list_nodes
+
+    url, _, _, procs = cluster
+    assert {n.node_ip for n in list_nodes(address=url)} == {"127.0.0.1"}
+    node_procs = [q for p in procs for q in [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]]
+    listening = {c.laddr.ip for q in node_procs for c in q.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert len(node_procs) > 10 and listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
 
 
 def actor_nodes(url: str, class_name: str, job_id: str) -> list[str]:
@@ -135,10 +141,9 @@ def run_job(url: str, job: str, overrides: list[str], timeout_s: float = 600) ->
     return status, client(url).get_job_logs(sid), client(url).get_job_info(sid).job_id
 
 
-@pytest.mark.long  # 8.5-9.5 min here, most of it DeepSpeed rebuilding its shm op (see the module docstring)
 def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_dir):
     """HF's rollout engine: placement and cross-node sync are under test here, vLLM in the engine and sync tests."""
-    url, root, nodes = cluster
+    url, root, nodes, _ = cluster
     runs = root / "shared" / "runs"
     status, logs, job_id = run_job(url, "train", [
         f"model.policy={tiny_model_dir}", f"model.reward={tiny_rm_dir}", f"run.output_dir={runs}", "run.name=ppo",
@@ -162,9 +167,8 @@ def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_d
     assert len((runs / "ppo" / "samples.jsonl").read_text().splitlines()) == 2 * 4 * 2
 
 
-@pytest.mark.long
 def test_strength_job_trains_its_members_on_the_asked_node(cluster, tiny_model_dir):
-    url, root, nodes = cluster
+    url, root, nodes, _ = cluster
     data = root / "shared" / "pairs.jsonl"
     data.parent.mkdir(exist_ok=True)
     noisy_pairs(data, n=96)
@@ -184,7 +188,7 @@ def test_strength_job_trains_its_members_on_the_asked_node(cluster, tiny_model_d
 
 
 def test_a_run_folder_one_node_cannot_see_fails_at_start(cluster, tiny_model_dir):
-    url, root, nodes = cluster
+    url, root, nodes, _ = cluster
     runs = root / "hidden" / "runs"
     status, logs, _ = run_job(url, "rm train", [f"model.policy={tiny_model_dir}", f"run.output_dir={runs}",
                                                 "run.name=blind", "data.max_pairs=16"], timeout_s=300)
