@@ -18,10 +18,11 @@ from rlhf_ray.weight_codec import unpack_state_dict
 from .dist import init_process_group, start_deepspeed_group
 from .group import ActorGroup
 from .precision import NodePrecision
+from .process_stats import PeakMemory
 from .weight_sync import WeightSource
 
 
-class LearnerActor(NodePrecision, WeightSource):
+class LearnerActor(NodePrecision, WeightSource, PeakMemory):
     def __init__(self, rank: int = 0):
         self.rank = rank
 

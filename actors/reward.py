@@ -1,19 +1,27 @@
-"""RewardActor: scores (prompt, response) token pairs with a reward model or a programmatic reward."""
+"""RewardActor: scores (prompt, response) token pairs with a reward model, a programmatic reward, or a reward model
+served by Ray Serve (reward.remote: serve; actors/rm_server.py)."""
 
 from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_reward_model, load_tokenizer, rm_sequence, score_sequences
 from rlhf_ray.rewards import load_reward_function
 
 from .precision import NodePrecision
+from .process_stats import PeakMemory
 from .weight_sync import WeightTarget
 
 
-class RewardActor(NodePrecision, WeightTarget):
+class RewardActor(NodePrecision, WeightTarget, PeakMemory):
     def __init__(self, model_dir: str | None = None, function: str | None = None, function_kwargs: dict | None = None,
-                 dtype: str = "float32", mixed_precision: str = "auto", batch_size: int = 16, rank: int = 0):
-        if (model_dir is None) == (function is None):
-            raise ValueError("a RewardActor needs exactly one of model_dir and function")
+                 dtype: str = "float32", mixed_precision: str = "auto", batch_size: int = 16, rank: int = 0,
+                 serve_app: str | None = None):
+        if sum(x is not None for x in (model_dir, function, serve_app)) != 1:
+            raise ValueError("a RewardActor needs exactly one of model_dir, function and serve_app")
         self.function = load_reward_function(function, function_kwargs) if function else None
+        self.served = None
+        if serve_app is not None:
+            from ray import serve
+
+            self.served = serve.get_app_handle(serve_app)
         if model_dir is not None:
             self.tokenizer = load_tokenizer(model_dir)
             self.model = load_reward_model(model_dir, dtype)
@@ -28,12 +36,15 @@ class RewardActor(NodePrecision, WeightTarget):
         """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
         if self.function is not None:
             return [float(self.function(p, r)) for p, r in pairs]
+        if self.served is not None:  # one call per pair: the deployment batches them with every other caller's
+            calls = [self.served.score_ids.remote(list(p), list(r)) for p, r in pairs]
+            return [call.result() for call in calls]
         sequences = [rm_sequence(p, r, self.tokenizer.eos_token_id) for p, r in pairs]
         return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
                                self.mixed_precision).tolist()
 
     def load_state_dict(self, state: dict) -> None:
         """New RM weights from an RM learner (weight sync), e.g. after a MetaRM round."""
-        if self.function is not None:
-            raise TypeError("this RewardActor scores with a reward function: it has no model to update")
+        if self.function is not None or self.served is not None:
+            raise TypeError("this RewardActor scores with a reward function or a Serve app: it has no model to update")
         self.model.load_state_dict(state)

@@ -4,9 +4,10 @@ from rlhf_ray.rollout import make_engine
 from rlhf_ray.rollout.types import Rollouts, SamplingParams
 
 from .precision import NodePrecision
+from .process_stats import PeakMemory
 
 
-class RolloutActor(NodePrecision):
+class RolloutActor(NodePrecision, PeakMemory):
     def __init__(self, model_dir: str, engine: str = "vllm", dtype: str = "float32", max_model_len: int = 1024,
                  kv_cache_gib: float = 1.0, seed: int = 0, rank: int = 0):
         # dtype auto: bfloat16 only where this node computes bf16 natively.

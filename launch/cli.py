@@ -1,6 +1,7 @@
 """`rlhf-ray`: the command line. Each command loads a config, prepares a run folder and calls the core."""
 
 import argparse
+import json
 import logging
 import sys
 
@@ -193,6 +194,64 @@ def cmd_jobs(args) -> int:
     return 0
 
 
+def cmd_scale(args) -> int:
+    from launch.scale import parse_sweeps, predict_scale, run_scale
+
+    cfg, run_dir = _config_and_run_dir(args)
+    sweeps = parse_sweeps(args.sweep)
+    if args.predict:
+        predict_scale(args.config, args.overrides, sweeps, run_dir, args.predict, args.policy_params, args.rm_params,
+                      args.prompt_tokens, args.response_tokens, args.gpus_per_node, args.rollout_tp, args.zip)
+        print((run_dir / "scale_predicted.md").read_text())
+        print(f"written: {run_dir / 'scale_predicted.md'}, {run_dir / 'scale_predicted.json'}")
+        return 0
+    run_scale(args.config, args.overrides, sweeps, run_dir, args.iterations, args.zip)
+    print((run_dir / "scale.md").read_text())
+    print(f"written: {run_dir / 'scale.csv'}, scale.md, scale.json, calibration.json, scale_throughput.png, "
+          "scale_phases.png")
+    return 0
+
+
+def cmd_serve_rm(args) -> int:
+    import time
+
+    from ray import serve
+
+    from launch.cluster import init_ray
+    from launch.serve_rm import deploy_rm
+
+    cfg = _config(args)
+    if args.detach and cfg.cluster.address is None:
+        print("rlhf-ray: error: --detach needs cluster.address=...: a local Ray ends with this command", file=sys.stderr)
+        return 2
+    init_ray(cfg.cluster)
+    s = cfg.reward.serve
+    try:
+        url = deploy_rm(cfg, args.rm_dir)
+        print(f"serving {args.rm_dir} at {url} ({s.replicas} replica(s), batches of up to {s.max_batch_size}); "
+              f"POST {{\"pairs\": [{{\"prompt\": ..., \"response\": ...}}]}}; runs use it with reward.remote=serve "
+              f"reward.serve.app={s.app}", flush=True)
+        if args.detach:
+            return 0
+        print("Ctrl-C stops it", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        if cfg.cluster.address:  # a local Ray, and the app with it, ends with this process
+            serve.delete(s.app)
+        print(f"stopped the Serve app {s.app!r}")
+        return 0
+
+
+def cmd_serve_load(args) -> int:
+    from launch.serve_rm import load_requests, run_load_test
+
+    cfg = _config(args)
+    report = run_load_test(args.url, load_requests(cfg, args.requests, args.pairs_per_request), args.concurrency)
+    print(json.dumps(report, indent=1))
+    return 0 if report["lost"] == 0 and report["mismatched"] == 0 else 1
+
+
 def cmd_data_inspect(args) -> None:
     from rlhf_ray.data import load_preferences, prompt_dataset
 
@@ -304,6 +363,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="logs: stream until the job ends")
     p.set_defaults(func=cmd_jobs)
 
+    p = with_config(commands.add_parser("scale", help="scaling sweep: a short PPO run per cell of the swept values, "
+                                        "per-phase seconds, tokens/s, peak memory, the cost model's predictions"))
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept config key, e.g. rollout.num_actors=1,2 (repeat: every combination)")
+    p.add_argument("--zip", action="store_true", help="take the i-th value of every sweep together, not the product")
+    p.add_argument("--iterations", type=int, default=2, help="PPO iterations per cell; the first counts as warm-up")
+    p.add_argument("--predict", metavar="GPU", help="h100|a100|h200: run nothing, predict each cell on that GPU")
+    p.add_argument("--policy-params", type=float, help="--predict: policy parameters (default: counted from the model)")
+    p.add_argument("--rm-params", type=float, help="--predict: RM/critic parameters (default: counted, else the policy's)")
+    p.add_argument("--prompt-tokens", type=float, default=256, help="--predict: prompt tokens per sequence")
+    p.add_argument("--response-tokens", type=float, help="--predict: response tokens (default rollout.max_new_tokens)")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="--predict: GPUs per node (NVLink domain)")
+    p.add_argument("--rollout-tp", type=int, default=1, help="--predict: GPUs per vLLM engine (tensor parallel)")
+    p.set_defaults(func=cmd_scale)
+    served = commands.add_parser("serve", help="a reward model on Ray Serve").add_subparsers(
+        dest="serve_command", required=True, metavar="SERVE_COMMAND")
+    p = served.add_parser("rm", help="serve a reward model folder over HTTP with dynamic batching and replicas "
+                          "(reward.serve.*); blocks until Ctrl-C")
+    p.add_argument("rm_dir", help="reward model folder (HF format, e.g. <run>/reward_model)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. reward.serve.replicas=2 reward.serve.port=8001")
+    p.add_argument("--config", help="YAML config whose reward.serve, model and cluster sections apply")
+    p.add_argument("--detach", action="store_true", help="deploy and return (a cluster keeps it; needs cluster.address)")
+    p.set_defaults(func=cmd_serve_rm)
+    p = served.add_parser("load", help="load-test a served RM: N requests of real pairs, C in flight; throughput, "
+                          "p50/p99 latency, lost and mismatched requests")
+    p.add_argument("url", help="the app's URL, e.g. http://127.0.0.1:8000/rm")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="data section overrides (the pairs sent)")
+    p.add_argument("--config", help="YAML config whose data section gives the pairs")
+    p.add_argument("--requests", type=int, default=200, help="requests to send (default 200)")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default 16)")
+    p.add_argument("--pairs-per-request", type=int, default=1, help="pairs in each request (default 1)")
+    p.set_defaults(func=cmd_serve_load)
     data = commands.add_parser("data", help="data commands").add_subparsers(dest="data_command", required=True,
                                                                             metavar="DATA_COMMAND")
     p = with_config(data.add_parser("inspect", help="load a preference set and report rows kept, skipped and noted"))

@@ -73,6 +73,7 @@ class PPOTrainer:
         self.state = DriverState(make_kl_controller(p.kl_controller, p.kl_coef, p.kl_target, p.kl_horizon))
         self.rollout = self.reward = self.learner = self.shared_pg = self.weights = None
         self.metrics = self.samples = None
+        self.served_app: str | None = None  # the Serve app this trainer deployed (reward.remote: serve), deleted on close
         self.rows_learned: list[int] = []  # row_id of every buffer row the last learn phase trained on
         self.rollout_hooks: list[RolloutHook] = []
         self.checkpoint_parts: list[CheckpointPart] = []
@@ -107,7 +108,15 @@ class PPOTrainer:
                                   name="rollout", pg=self.shared_pg, engine=cfg.rollout.engine, dtype=cfg.rollout.dtype,
                                   max_model_len=cfg.rollout.max_model_len, kv_cache_gib=cfg.rollout.kv_cache_gib,
                                   seed=cfg.run.seed, timeout_s=timeout)
-        self.reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, reward_dir, name="reward",
+        serve_app = None
+        if cfg.reward.remote == "serve":
+            from .serve_rm import ensure_rm_app
+
+            serve_app = cfg.reward.serve.app
+            if ensure_rm_app(cfg, reward_dir):
+                self.served_app = serve_app
+        self.reward = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources,
+                                 None if serve_app else reward_dir, name="reward", serve_app=serve_app,
                                  pg=self.shared_pg, function=cfg.reward.function,
                                  function_kwargs=cfg.reward.function_kwargs, mixed_precision=cfg.model.mixed_precision,
                                  batch_size=cfg.reward.batch_size, timeout_s=timeout)
@@ -138,6 +147,10 @@ class PPOTrainer:
                 group.kill()
         if self.shared_pg:
             remove_placement_group(self.shared_pg)
+        if self.served_app:
+            from ray import serve
+
+            serve.delete(self.served_app)
 
     def checkpoint(self) -> Path:
         t0 = time.perf_counter()

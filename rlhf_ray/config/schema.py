@@ -377,8 +377,26 @@ class RolloutConfig(Section):
     kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE).")
 
 
+class ServeRMConfig(Section):
+    """A reward model as a Ray Serve deployment (`rlhf-ray serve rm`, and reward.remote: serve)."""
+
+    app: str = Field("rm", description="Serve application name; HTTP clients POST to /<app>.")
+    replicas: int = Field(1, ge=1, description="Serve replicas of the RM, each a full copy.")
+    resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Per replica (placement and custom ignored).")
+    max_batch_size: int = Field(16, ge=1, description="Most sequences one forward pass gathers from concurrent requests.")
+    batch_wait_s: float = Field(0.01, ge=0, description="Longest wait for a batch to fill before it runs.")
+    max_ongoing_requests: int = Field(256, ge=1, description="Requests one replica holds at once (queued for batches).")
+    host: str = Field("127.0.0.1", description="HTTP bind address; 0.0.0.0 opens the RM to the network.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of Serve's proxy.")
+
+
 class RewardActorsConfig(Section):
     num_actors: int = Field(1, ge=1, description="Number of RewardActors sharing the scoring load.")
+    remote: Literal["local", "serve"] = Field(
+        "local", description="local: each RewardActor holds the RM; serve: RewardActors forward to the Serve app "
+        "reward.serve.app (deployed from model.reward when the cluster has none)."
+    )
+    serve: ServeRMConfig = Field(default_factory=ServeRMConfig)
     resources: ResourceSpec = Field(default_factory=ResourceSpec, description="Per RewardActor.")
     batch_size: int = Field(16, ge=1, description="Sequences per RM forward pass.")
     function: str | None = Field(
@@ -441,6 +459,12 @@ class Config(Section):
         if self.online.rounds > 1 and self.online.rm_update != "frozen" and self.reward.function:
             raise ValueError(f"online.rm_update={self.online.rm_update} updates a reward model, but reward.function "
                              f"({self.reward.function}) scores instead of one: use online.rm_update=frozen")
+        if self.reward.remote == "serve" and self.reward.function:
+            raise ValueError(f"reward.remote=serve serves a reward model, but reward.function ({self.reward.function}) "
+                             "scores instead of one: use reward.remote=local")
+        if self.reward.remote == "serve" and self.online.rounds > 1 and self.online.rm_update != "frozen":
+            raise ValueError(f"online.rm_update={self.online.rm_update} pushes new RM weights every round, which a Serve "
+                             "app's replicas cannot take in place: use reward.remote=local or online.rm_update=frozen")
         return self
 
     @property
