@@ -205,7 +205,7 @@ def cmd_scale(args) -> int:
         print((run_dir / "scale_predicted.md").read_text())
         print(f"written: {run_dir / 'scale_predicted.md'}, {run_dir / 'scale_predicted.json'}")
         return 0
-    run_scale(args.config, args.overrides, sweeps, run_dir, args.iterations, args.zip)
+    run_scale(args.config, args.overrides, sweeps, run_dir, args.iterations, args.zip, args.cores)
     print((run_dir / "scale.md").read_text())
     print(f"written: {run_dir / 'scale.csv'}, scale.md, scale.json, calibration.json, scale_throughput.png, "
           "scale_phases.png")
@@ -369,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a swept config key, e.g. rollout.num_actors=1,2 (repeat: every combination)")
     p.add_argument("--zip", action="store_true", help="take the i-th value of every sweep together, not the product")
     p.add_argument("--iterations", type=int, default=2, help="PPO iterations per cell; the first counts as warm-up")
+    p.add_argument("--cores", type=int, help="CPU cores the calibration counts (default: this process's cores)")
     p.add_argument("--predict", metavar="GPU", help="h100|a100|h200: run nothing, predict each cell on that GPU")
     p.add_argument("--policy-params", type=float, help="--predict: policy parameters (default: counted from the model)")
     p.add_argument("--rm-params", type=float, help="--predict: RM/critic parameters (default: counted, else the policy's)")

@@ -140,7 +140,7 @@ def run_scale(cfg_path: str, overrides: list[str], sweeps: list[tuple[str, list[
     extra = []
     if not base.model.reward and not base.reward.function:  # one RM for every cell, trained once
         extra.append(f"model.reward={train_or_reuse_reward_model(base, run_dir)}")
-    cores = cores or base.cluster.num_cpus or os.cpu_count()
+    cores = cores or len(os.sched_getaffinity(0))  # the machine's cores, not Ray's logical CPUs (cluster.num_cpus)
     rows, failed = [], []
     for i, cell in enumerate(cells, 1):
         name = cell_name(cell)

@@ -7,6 +7,7 @@ run.output_dir, which the command checks every node can see before it starts any
 """
 
 import asyncio
+import os
 import shlex
 import sys
 import time
@@ -60,11 +61,15 @@ def client(address: str | None):
     that names the address when nothing answers there."""
     from ray.job_submission import JobSubmissionClient
 
+    # Ray's client prefers $RAY_API_SERVER_ADDRESS / $RAY_ADDRESS to the address it is given: a given one must win.
+    hidden = {k: os.environ.pop(k) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if address and k in os.environ}
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConnectionError(f"no Ray Jobs API at --address {address or '$RAY_ADDRESS'} ({e}); give the head's dashboard "
                               "address, e.g. http://HEAD:8265, and check that the head runs with its dashboard") from e
+    finally:
+        os.environ.update(hidden)
 
 
 def submit(address: str | None, job: str, config: str, overrides: list[str], *, resume: bool = False,

@@ -16,6 +16,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before ray reads its co
 
 import ray._private.node  # noqa: E402
 from ray._private.parameter import RayParams  # noqa: E402
+from ray._private.utils import write_ray_address  # noqa: E402
 
 
 def main(spec: dict) -> None:
@@ -26,6 +27,9 @@ def main(spec: dict) -> None:
         params.update_if_absent(include_log_monitor=False, node_manager_port=0)  # as cluster_utils: one machine
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exit through atexit, which stops the node's processes
     node = ray._private.node.Node(params, head=head, shutdown_at_exit=True, spawn_reaper=True)
+    if head:  # as `ray start` does: Ray Jobs resolve their drivers' "auto" address from this file in the temp dir,
+        # and without it fall back to any Ray running on the machine (the test session's own, say)
+        write_ray_address(node.gcs_address, params.temp_dir)
     print(f"node {node.node_id} up at {node.node_ip_address}, GCS {node.gcs_address}", flush=True)
     while True:
         time.sleep(3600)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from launch.cluster import init_ray, probe_address
@@ -120,3 +122,14 @@ def test_jobs_without_a_cluster_fail_naming_the_address(capsys):
 
     assert main(["jobs", "list", "--address", "http://127.0.0.1:1"]) == 2
     assert "http://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_an_explicit_jobs_address_wins_over_ray_address(monkeypatch):
+    """Ray's Jobs client would take $RAY_ADDRESS over the address it is given; `client` must not."""
+    from launch.submit import client
+
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:9")
+    with pytest.raises(ConnectionError) as err:
+        client("http://127.0.0.1:7")
+    assert "127.0.0.1:7" in str(err.value.__cause__) and "127.0.0.1:9" not in str(err.value)
+    assert os.environ["RAY_ADDRESS"] == "http://127.0.0.1:9"  # put back

@@ -93,7 +93,10 @@ def cluster(tmp_path_factory):
     shim.mkdir()
     (shim / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # a link would lose the venv
     (shim / "python").chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Not this process's RAY_ADDRESS (the session's local Ray may have left one): a head inherits it and hands it to
+    # every job driver, which would then join that other Ray instead of this cluster.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env |= {"PATH": f"{shim}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     hide = f"mount -t tmpfs tmpfs {root / 'hidden'} && exec \"$@\""
     procs: list[subprocess.Popen] = []
     try:
