@@ -26,6 +26,7 @@ from rlhf_ray.cost_model import (
     leave_one_out,
     predict_gpu,
 )
+from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.run_dir import prepare_run_dir
 
 log = logging.getLogger("rlhf_ray.scale")
@@ -159,7 +160,7 @@ def run_scale(cfg_path: str, overrides: list[str], sweeps: list[tuple[str, list[
                 failed.append({"cell": name, **cell, "error": f"{type(e).__name__}: {str(e)[:300]}"})
                 continue
             done.write_text(json.dumps({"config": dump_config(cfg), "measured": m}, indent=1))
-        policy = count_params(_model_dir(cfg.model.policy))
+        policy = count_params(resolve_model(cfg.model.policy))
         rm = count_params(cfg.model.reward) if cfg.model.reward else policy
         rows.append({"cell": name, **cell, **m,
                      "workload": workload_of(cfg, policy, rm, m["prompt_tokens"], m["response_tokens"]),
@@ -176,12 +177,6 @@ def run_scale(cfg_path: str, overrides: list[str], sweeps: list[tuple[str, list[
         row["bound"], row["predicted_bound"] = bound(row["seconds"]), bound(predicted)
     write_scale(run_dir, rows, [k for k, _ in sweeps], calibration.to_dict(), failed)
     return rows + failed
-
-
-def _model_dir(name_or_path: str) -> Path:
-    from rlhf_ray.models.assets import resolve_model
-
-    return resolve_model(name_or_path)
 
 
 # ------------------------------------------------------------------------------------------------ writing
