@@ -1,4 +1,5 @@
 """LearnerGroup: W Ray actors forming one DeepSpeed job that holds the policy, the critic and the reference.
+With a critic-free advantage estimator (critic_dir None) there is no critic: no value forward, backward or state.
 
 gloo on CPU, NCCL on GPU (rlhf_ray.device); a client torch AdamW so nothing JIT-compiles on CPU. Every rank gets
 the same number of rows (ZeroShards pads the shorter shards), so every rank runs the same forwards and steps.
@@ -26,7 +27,7 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
     def __init__(self, rank: int = 0):
         self.rank = rank
 
-    def setup(self, addr: str, port: int, world_size: int, policy_dir: str, critic_dir: str,
+    def setup(self, addr: str, port: int, world_size: int, policy_dir: str, critic_dir: str | None,
               learner: LearnerConfig, ppo: PPOConfig, seed: int = 0, mixed_precision: str = "auto") -> None:
         init_process_group(addr, port, self.rank, world_size)
         torch.manual_seed(seed)  # the same seed on every rank: replicated init, then ZeRO shards
@@ -37,7 +38,7 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         self.device = torch_device()
         self.reference = load_reference(policy_dir).to(self.device)
         self.policy = self._engine(load_policy(policy_dir), learner.actor_lr)
-        self.critic = self._engine(load_critic(critic_dir), learner.critic_lr)
+        self.critic = self._engine(load_critic(critic_dir), learner.critic_lr) if critic_dir else None
         self.updates = 0
 
     def _engine(self, model, lr: float):
@@ -47,6 +48,9 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.learner.weight_decay)
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
         return engine
+
+    def _engines(self) -> dict:
+        return {"policy": self.policy} | ({"critic": self.critic} if self.critic else {})
 
     def source_module(self):
         return self.policy.module  # the RolloutActors follow the policy
@@ -61,13 +65,13 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
     @trims_host_memory
     @torch.no_grad()
     def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Log-probs of the current policy and the reference, and critic values, for this rank's rows.
+        """Log-probs of the current policy and the reference, and critic values (with a critic), for this rank's rows.
 
         In micro-batches, each cut to its longest row; results are padded back to the batch's width."""
-        self.policy.eval()
-        self.critic.eval()
+        for engine in self._engines().values():
+            engine.eval()
         width = batch["input_ids"].shape[1] - 1
-        parts = {"old_logprobs": [], "ref_logprobs": [], "old_values": []}
+        parts = {"old_logprobs": [], "ref_logprobs": []} | ({"old_values": []} if self.critic else {})
         for rows in self._micro_batches(batch):
             mb = trim_padding({k: v[rows] for k, v in batch.items()})
             ids, attn, act = (mb[k].to(self.device) for k in ("input_ids", "attention_mask", "action_mask"))
@@ -75,12 +79,13 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
                 out = {
                     "old_logprobs": sequence_logprobs(self.policy, ids, attn, action_mask=act),
                     "ref_logprobs": sequence_logprobs(self.reference, ids, attn, action_mask=act),
-                    "old_values": token_values(self.critic, ids, attn)[:, :-1],
                 }
+                if self.critic:
+                    out["old_values"] = token_values(self.critic, ids, attn)[:, :-1]
             for key, value in out.items():
                 parts[key].append(torch.nn.functional.pad(value.float().cpu(), (0, width - value.shape[1])))
-        self.policy.train()
-        self.critic.train()
+        for engine in self._engines().values():
+            engine.train()
         return {key: torch.cat(values) for key, values in parts.items()}
 
     @trims_host_memory
@@ -102,11 +107,13 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
                     loss, stats = actor_loss(self.policy, mb, self.ppo, self.learner)
                 self.policy.backward(loss)
                 self.policy.step()
-                with autocast(self.mixed_precision):
-                    vloss, vstats = critic_loss(self.critic, mb, self.ppo)
-                self.critic.backward(vloss)
-                self.critic.step()
-                for k, v in (stats | vstats).items():
+                if self.critic:
+                    with autocast(self.mixed_precision):
+                        vloss, vstats = critic_loss(self.critic, mb, self.ppo)
+                    self.critic.backward(vloss)
+                    self.critic.step()
+                    stats = stats | vstats
+                for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 count += 1
         self.updates += 1
@@ -117,6 +124,8 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
     def reinit_critic(self, blob: bytes) -> None:
         """A fresh critic (new AdamW states) from reward-model weights, e.g. an RM pushed after a MetaRM round.
         Every rank calls it (a new DeepSpeed engine)."""
+        if not self.critic:
+            raise RuntimeError("reinit_critic: this learner has no critic (a critic-free ppo.advantage_estimator)")
         model = load_critic(self.critic_dir)
         model.load_state_dict(unpack_state_dict(blob))
         self.critic = self._engine(model, self.learner.critic_lr)
@@ -127,7 +136,7 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         A collective: every rank must call it. ckpt_dir must be on storage that all learner nodes share.
         """
         state = {"updates": self.updates, "torch_rng": torch.get_rng_state()}
-        for name, engine in (("policy", self.policy), ("critic", self.critic)):
+        for name, engine in self._engines().items():
             engine.save_checkpoint(f"{ckpt_dir}/deepspeed/{name}", tag="state", client_state=state,
                                    save_latest=False)
             with self._full_state_dict(engine.module) as full:
@@ -136,7 +145,7 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
 
     def load_checkpoint(self, ckpt_dir: str) -> int:
         """Restore weights, AdamW moments, update counter and RNG written by save_checkpoint; returns updates."""
-        for name, engine in (("policy", self.policy), ("critic", self.critic)):
+        for name, engine in self._engines().items():
             path, client = engine.load_checkpoint(f"{ckpt_dir}/deepspeed/{name}", tag="state",
                                                   load_optimizer_states=True, load_lr_scheduler_states=True)
             if path is None:
@@ -146,7 +155,8 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         return self.updates
 
 
-def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str, seed: int = 0,
+def make_learner_group(learner: LearnerConfig, ppo: PPOConfig, policy_dir: str, critic_dir: str | None, seed: int = 0,
                        mixed_precision: str = "auto", **group_kwargs) -> ActorGroup:
-    return start_deepspeed_group(LearnerActor, learner.world_size, learner.resources, str(policy_dir), str(critic_dir),
+    critic_dir = str(critic_dir) if critic_dir else None
+    return start_deepspeed_group(LearnerActor, learner.world_size, learner.resources, str(policy_dir), critic_dir,
                                  learner, ppo, seed, mixed_precision, name="learner", **group_kwargs)

@@ -38,7 +38,8 @@ def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner:
     staging = staging_dir(run_dir, state.iteration)
     learner.run("save_checkpoint", str(staging))  # every rank writes its ZeRO shards; rank 0 the HF folders
     for name in ("policy", "critic"):
-        tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
+        if (staging / name).is_dir():  # no critic folder with a critic-free estimator
+            tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
     (staging / "config.yaml").write_text(dump_config(cfg))
     torch.save({"iteration": state.iteration, "cursor": state.cursor, "kl_ctl": state.kl_ctl.state_dict(),
                 "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state()},

@@ -28,6 +28,7 @@ from actors.weight_sync import Target, WeightSync
 from rlhf_ray.config import ConfigError
 from rlhf_ray.models import load_tokenizer, rm_sequence
 from rlhf_ray.models.assets import resolve_model
+from rlhf_ray.ppo.advantages import uses_critic
 from rlhf_ray.rollout.types import Rollouts, concat
 from rlhf_ray.round_diagnostics import round_diagnostics, within_prompt_gaps
 from rlhf_ray.training.rm_data import prepare_rm_data, total_steps
@@ -231,7 +232,7 @@ class OnlineRounds:
         if r > 1 and self.updates_rm:
             row |= self.update_rm(r, meta)
             hang_if_asked(f"rm_update:{r}")
-            self.push(reinit_critic=self.online.critic_init == "rm")
+            self.push(reinit_critic=self.online.critic_init == "rm" and uses_critic(self.cfg.ppo))
             after = meta.shaped(self.trainer.score(meta.rollouts))
             own = score_sequences_on(self.rm_group, meta.flat, self.cfg.reward.batch_size)
             row["round/push_max_abs_diff"] = float((after.flatten() - own).abs().max())

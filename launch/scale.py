@@ -27,6 +27,7 @@ from rlhf_ray.cost_model import (
     predict_gpu,
 )
 from rlhf_ray.models.assets import resolve_model
+from rlhf_ray.ppo.advantages import uses_critic
 from rlhf_ray.run_dir import prepare_run_dir
 
 log = logging.getLogger("rlhf_ray.scale")
@@ -90,7 +91,8 @@ def workers_of(cfg: Config) -> Workers:
 def workload_of(cfg: Config, policy_params: float, rm_params: float, prompt_tokens: float,
                 response_tokens: float) -> Workload:
     return Workload(policy_params, rm_params, cfg.ppo.prompts_per_iteration * cfg.rollout.n_samples, prompt_tokens,
-                    response_tokens, cfg.learner.ppo_epochs, cfg.learner.micro_batch_size)
+                    response_tokens, cfg.learner.ppo_epochs, cfg.learner.micro_batch_size,
+                    critic=uses_critic(cfg.ppo))
 
 
 # ------------------------------------------------------------------------------------------------ measuring

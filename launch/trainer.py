@@ -32,7 +32,7 @@ from rlhf_ray.device import announce_precision
 from rlhf_ray.metrics import MetricsLogger
 from rlhf_ray.models import load_tokenizer, reward_model_from_lm
 from rlhf_ray.models.assets import resolve_model
-from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
+from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl, uses_critic
 from rlhf_ray.ppo.batch import make_sequences
 from rlhf_ray.ppo.metrics import iteration_metrics
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
@@ -94,7 +94,7 @@ class PPOTrainer:
         # Before the PPO actors exist: RM training gets the machine.
         reward_dir = train_or_reuse_reward_model(cfg, self.run_dir, self.show_progress, precision)
         self.reward_dir = reward_dir  # None with a reward function
-        critic_dir = critic_init_dir(reward_dir, self.policy_dir, self.tokenizer, self.run_dir)
+        critic_dir = critic_init_dir(reward_dir, self.policy_dir, self.tokenizer, self.run_dir) if uses_critic(cfg.ppo) else None
 
         # colocate: RolloutActor i and RewardActor i share bundle i of one placement group (one node, one GPU).
         timeout = cfg.cluster.placement_timeout_s
@@ -163,7 +163,7 @@ class PPOTrainer:
     def step(self, iteration: int, extra_row: dict[str, float] | None = None) -> dict[str, float]:
         """One RLHF iteration; returns its metrics row (also written to metrics.jsonl and TensorBoard), which
         extra_row joins (an online round's diagnostics)."""
-        timer = PhaseTimer()
+        timer, t0 = PhaseTimer(), time.perf_counter()
         batch_index = self.next_prompts()
         with timer("rollout"):
             rollouts = self.generate(batch_index, iteration)
@@ -192,6 +192,9 @@ class PPOTrainer:
         row = iteration_metrics(scores, [len(r) for r in rollouts.response_ids], rollouts.finish_reasons, kl,
                                 self.state.kl_ctl.value, targets.returns, act, stats, timer.seconds, learn_tokens,
                                 len(self.state.buffer)) | hooked | (extra_row or {})
+        # Wall time of the whole step, the phases and what runs between them (the benchmark's per-iteration time).
+        row["perf/iteration_s"] = time.perf_counter() - t0
+        row["perf/samples_per_s"] = len(rollouts) / row["perf/iteration_s"]
         self.record(iteration, row, rollouts, batch_index, scores)
         return row
 
@@ -228,13 +231,17 @@ class PPOTrainer:
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def fill_buffer(self, batch: dict, exp: dict, scores: torch.Tensor):
-        """Per-token rewards (RM score at the last token, -beta*KL on every token), GAE advantages and returns; the
-        buffer then holds this iteration's experiences (on-policy: refilled every iteration)."""
-        t = compute_targets(scores, exp["old_logprobs"], exp["ref_logprobs"], exp["old_values"], batch["action_mask"],
-                            self.cfg.ppo, self.state.kl_ctl.value, self.state.moments)
+        """Per-token rewards (RM score at the last token, -beta*KL on every token), advantages and returns (the
+        estimator's; critic-free ones group the rows by prompt); the buffer then holds this iteration's experiences
+        (on-policy: refilled every iteration)."""
+        logprobs = exp["old_logprobs"]
+        values = exp.get("old_values", torch.zeros_like(logprobs))  # no critic: values unused
+        t = compute_targets(scores, logprobs, exp["ref_logprobs"], values, batch["action_mask"], self.cfg.ppo,
+                            self.state.kl_ctl.value, self.state.moments, group=batch["prompt_index"])
         self.state.buffer.clear()
-        self.state.buffer.add(batch | {"old_logprobs": exp["old_logprobs"], "old_values": exp["old_values"],
-                                       "advantages": t.advantages, "returns": t.returns, "scores": scores})
+        critic = {"old_values": exp["old_values"]} if "old_values" in exp else {}
+        self.state.buffer.add(batch | critic | {"old_logprobs": logprobs, "advantages": t.advantages,
+                                                "returns": t.returns, "scores": scores})
         return t
 
     def filter_buffer(self, iteration: int) -> dict[str, float]:

@@ -5,8 +5,8 @@ Work per iteration, for S sequences of T = prompt + response tokens, policy P an
 
     rollout     2 P S T             every token through the policy once (prefill + decode)
     score       2 R S T             the RM reads each sequence
-    experience  S T (2P + 2P + 2R)  policy, reference and critic forward passes
-    learn       epochs S T (6P+6R)  forward + backward of policy and critic
+    experience  S T (2P + 2P + 2R)  policy, reference and critic forward passes (no 2R without a critic)
+    learn       epochs S T (6P+6R)  forward + backward of policy and critic (no 6R without a critic)
     sync        P x bytes/param     the policy's weights to the rollout engines
 
 Two ways to turn work into seconds:
@@ -36,14 +36,16 @@ class Workload:
     ppo_epochs: int = 1
     micro_batch: int = 4  # sequences per learner rank per optimizer step
     weight_bytes: int = 4  # bytes per parameter sent by weight sync
+    critic: bool = True  # False with a critic-free advantage estimator (GRPO, RLOO, REINFORCE++)
 
 
 def phase_work(w: Workload) -> dict[str, float]:
     """FLOPs of each compute phase and bytes of sync, per iteration (module docstring)."""
     tokens = w.sequences * (w.prompt_tokens + w.response_tokens)
     p, r = w.policy_params, w.rm_params
-    return {"rollout": 2 * p * tokens, "score": 2 * r * tokens, "experience": tokens * (4 * p + 2 * r),
-            "learn": w.ppo_epochs * tokens * (6 * p + 6 * r), "sync": p * w.weight_bytes}
+    critic = r if w.critic else 0.0
+    return {"rollout": 2 * p * tokens, "score": 2 * r * tokens, "experience": tokens * (4 * p + 2 * critic),
+            "learn": w.ppo_epochs * tokens * (6 * p + 6 * critic), "sync": p * w.weight_bytes}
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ def learner_state_gib(w: Workload, c: GpuCluster) -> float:
     """Per-GPU model states of the learner (activations left out): policy and critic trained with mixed-precision AdamW
     (16 bytes per parameter: bf16 weights and gradients, fp32 master weights and two moments), the bf16 reference;
     ZeRO-2 shards gradients and optimizer states, ZeRO-3 the weights too."""
-    n, p, r = c.learner_gpus, w.policy_params, w.rm_params
+    n, p, r = c.learner_gpus, w.policy_params, w.rm_params if w.critic else 0.0
     if c.zero_stage == 3:
         total = (16 * (p + r) + 2 * p) / n
     else:

@@ -1,5 +1,6 @@
 """The cost model against hand-computed work and times, and its calibration against cells made by a known model."""
 
+import dataclasses
 import math
 
 import pytest
@@ -29,6 +30,10 @@ def test_phase_work_by_hand():
     # 4 sequences x 5 tokens = 20 tokens
     assert phase_work(W) == {"rollout": 2 * 100 * 20, "score": 2 * 10 * 20, "experience": 20 * (400 + 20),
                              "learn": 2 * 20 * (600 + 60), "sync": 400}
+    # Critic-free (GRPO, RLOO, REINFORCE++): the learner runs no critic forward or backward; the RM still scores.
+    free = phase_work(dataclasses.replace(W, critic=False))
+    assert free == {"rollout": 2 * 100 * 20, "score": 2 * 10 * 20, "experience": 20 * 400, "learn": 2 * 20 * 600,
+                    "sync": 400}
 
 
 def test_cores_used_is_capped_by_the_machine():

@@ -21,6 +21,7 @@ from .masked import (
     masked_var,
     masked_whiten,
 )
+from .outcome_advantages import grpo_advantages, reinforce_pp_advantages, rloo_advantages, sequence_returns
 from .ppo_loss import aggregate, clipped_value_loss, ppo_policy_loss
 from .preference_strength import (
     adaptive_margin,
@@ -38,6 +39,7 @@ __all__ = [
     "ADVANTAGE_ESTIMATORS", "KL_ESTIMATORS", "POLICY_LOSSES", "Registry",
     "AdaptiveKLController", "FixedKLController", "RunningMoments",
     "aggregate", "bradley_terry_loss", "clipped_value_loss", "entropy_from_logits", "gae_advantages",
+    "grpo_advantages", "reinforce_pp_advantages", "rloo_advantages", "sequence_returns",
     "kl_k1", "kl_k2", "kl_k3", "kl_penalty", "last_token_index", "logprobs_from_logits",
     "make_kl_controller", "masked_mean", "masked_sum", "masked_var", "masked_whiten", "normalize_scores",
     "ppo_policy_loss", "preference_accuracy", "shape_token_rewards",

@@ -5,11 +5,12 @@ import torch
 from .registry import ADVANTAGE_ESTIMATORS
 
 
-@ADVANTAGE_ESTIMATORS.register("gae")
+@ADVANTAGE_ESTIMATORS.register("gae", uses_critic=True, whiten=True)
 def gae_advantages(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95,
+    group: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advantages and returns, both [B, T], zero where mask is 0.
+    """Advantages and returns, both [B, T], zero where mask is 0 (group: unused, the critic-free estimators' prompt ids).
 
     Padding may sit on either side (or inside) a row: a masked position is skipped, so the
     next *real* token's value and advantage carry across it, and V=0 after the last real token.

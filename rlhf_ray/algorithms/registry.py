@@ -9,12 +9,13 @@ class Registry(dict):
     def __init__(self, kind: str):
         super().__init__()
         self.kind = kind
+        self.traits: dict[str, dict] = {}  # what the callers need to know of an entry (an estimator's critic use)
 
-    def register(self, name: str) -> Callable:
+    def register(self, name: str, **traits) -> Callable:
         def add(fn: Callable) -> Callable:
             if name in self:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self[name] = fn
+            self[name], self.traits[name] = fn, traits
             return fn
 
         return add
@@ -23,6 +24,10 @@ class Registry(dict):
         if name not in self:
             raise KeyError(f"unknown {self.kind} {name!r}; choose one of {sorted(self)}")
         return self[name]
+
+    def trait(self, name: str, key: str):
+        self.get(name)  # the unknown-name error
+        return self.traits[name][key]
 
 
 ADVANTAGE_ESTIMATORS = Registry("advantage estimator")

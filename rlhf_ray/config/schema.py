@@ -304,8 +304,10 @@ class SeamConfig(Section):
 class PPOConfig(Section):
     """PPO constants; defaults from MOSS train_ppo_en.sh and TRL (ALGORITHMS.md §1.4, §4)."""
 
-    advantage_estimator: Literal["gae"] = Field("gae", description="Advantage estimator, by its name in "
-                                                "rlhf_ray.algorithms.ADVANTAGE_ESTIMATORS.")
+    advantage_estimator: Literal["gae", "grpo", "rloo", "reinforce_pp"] = Field(
+        "gae", description="Advantage estimator, by its name in rlhf_ray.algorithms.ADVANTAGE_ESTIMATORS: gae (with a "
+        "critic), or critic-free: grpo (group-normalised), rloo (leave-one-out baseline), reinforce_pp (REINFORCE++); "
+        "without a critic the learner holds no value model. grpo and rloo need rollout.n_samples >= 2.")
     policy_loss: Literal["ppo_clip"] = Field("ppo_clip", description="Policy loss, by its name in "
                                              "rlhf_ray.algorithms.POLICY_LOSSES (clip, clip_high, dual_clip apply).")
     gamma: float = Field(1.0, ge=0, le=1, description="GAE discount (MOSS, TRL: 1).")
@@ -325,7 +327,9 @@ class PPOConfig(Section):
         "scale", description="RM score -> reward: none | scale (÷ running std, MOSS use_reward_scaling) | norm (standardise)."
     )
     reward_clip: float | None = Field(None, gt=0, description="Clip the normalised score to ±this (None: off; MetaRM runs: 0.8).")
-    whiten_advantages: bool = Field(True, description="Whiten advantages over the batch before the policy loss.")
+    whiten_advantages: bool | None = Field(
+        None, description="Whiten advantages over the batch before the policy loss (None: the estimator's default: "
+        "gae and reinforce_pp yes, grpo and rloo no, their advantages being normalised per prompt already).")
     iterations: int = Field(10, ge=1, description="PPO iterations (rollout, score, learn, sync) to run; per round "
                             "with online.rounds > 1 (the run has rounds x iterations, numbered 1.. across rounds).")
     prompts_per_iteration: int = Field(8, ge=1, description="Prompts per iteration; each gets rollout.n_samples responses.")
@@ -456,6 +460,9 @@ class Config(Section):
             raise ValueError("rm.flip, rm.soft_label and rm.adaptive_margin need rm.strength_file (run `rlhf-ray rm strength` first)")
         if self.model.max_response_len >= self.model.max_len:
             raise ValueError(f"model.max_response_len ({self.model.max_response_len}) must be < model.max_len ({self.model.max_len})")
+        if self.ppo.advantage_estimator in ("grpo", "rloo") and self.rollout.n_samples < 2:
+            raise ValueError(f"ppo.advantage_estimator={self.ppo.advantage_estimator} compares the samples of one prompt: "
+                             f"it needs rollout.n_samples >= 2 (got {self.rollout.n_samples})")
         if self.online.rounds > 1 and self.online.rm_update != "frozen" and self.reward.function:
             raise ValueError(f"online.rm_update={self.online.rm_update} updates a reward model, but reward.function "
                              f"({self.reward.function}) scores instead of one: use online.rm_update=frozen")

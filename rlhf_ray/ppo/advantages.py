@@ -33,16 +33,31 @@ def compute_targets(
     cfg: PPOConfig,
     kl_coef: float,
     moments: RunningMoments | None,
+    group: torch.Tensor | None = None,
 ) -> Targets:
-    """The MOSS order: score -> running-std scale (or norm) -> clip -> + (-beta * KL per token) -> GAE -> whiten."""
+    """The MOSS order: score -> running-std scale (or norm) -> clip -> + (-beta * KL per token) -> advantage
+    estimator (GAE, or a critic-free one, which ignores values and groups rows by `group`, their prompt) -> whiten."""
     mask = action_mask.to(values.dtype)
     shaped_scores = normalize_scores(scores.to(values.dtype), moments, cfg.reward_norm, cfg.reward_clip)
     rewards, kl = shape_token_rewards(shaped_scores, logprobs, ref_logprobs, mask, kl_coef, cfg.kl_estimator)
-    advantages, returns = ADVANTAGE_ESTIMATORS.get(cfg.advantage_estimator)(rewards, values * mask, mask, cfg.gamma,
-                                                                            cfg.lam)
-    if cfg.whiten_advantages:
+    estimator = cfg.advantage_estimator
+    advantages, returns = ADVANTAGE_ESTIMATORS.get(estimator)(rewards, values * mask, mask, cfg.gamma, cfg.lam,
+                                                              group=group)
+    if whitens(cfg):
         advantages = masked_whiten(advantages, mask)
     return Targets(rewards, kl, advantages, returns, shaped_scores)
+
+
+def uses_critic(cfg: PPOConfig) -> bool:
+    """Whether the estimator needs a value model (GAE); the critic-free ones let the learner skip it entirely."""
+    return ADVANTAGE_ESTIMATORS.trait(cfg.advantage_estimator, "uses_critic")
+
+
+def whitens(cfg: PPOConfig) -> bool:
+    """ppo.whiten_advantages, or where it is None the estimator's own default."""
+    if cfg.whiten_advantages is None:
+        return ADVANTAGE_ESTIMATORS.trait(cfg.advantage_estimator, "whiten")
+    return cfg.whiten_advantages
 
 
 def mean_sequence_kl(kl: torch.Tensor, action_mask: torch.Tensor) -> float:
@@ -50,4 +65,4 @@ def mean_sequence_kl(kl: torch.Tensor, action_mask: torch.Tensor) -> float:
     return float((kl * action_mask).sum(-1).mean()) if kl.numel() else 0.0
 
 
-__all__ = ["Targets", "compute_targets", "masked_mean", "mean_sequence_kl"]
+__all__ = ["Targets", "compute_targets", "masked_mean", "mean_sequence_kl", "uses_critic", "whitens"]

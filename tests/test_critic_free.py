@@ -1,0 +1,44 @@
+"""A PPO run with a critic-free estimator (GRPO) on the tiny model: the learner holds no value model, so no value loss
+is logged and no critic is checkpointed; the buffer's advantages are normalised within each prompt; the learners load
+that checkpoint back."""
+
+import pytest
+import torch
+
+from launch.trainer import PPOTrainer
+from rlhf_ray.run_dir import prepare_run_dir
+
+pytest.importorskip("vllm")
+
+
+# One HF-engine RolloutActor and one learner rank: the estimator is under test, the pipeline in test_ppo_e2e.py.
+GRPO = ["ppo.advantage_estimator=grpo", "run.checkpoint_every=1", "reward.function=rlhf_ray.rewards:target_token_fraction",
+        f"reward.function_kwargs={{target_ids: {list(range(256))}}}", "rollout.num_actors=1", "rollout.engine=hf",
+        "learner.world_size=1", "learner.zero_stage=0", "ppo.prompts_per_iteration=4"]
+
+
+def test_grpo_runs_without_a_critic(ray_local, ppo_config):
+    cfg = ppo_config("grpo", "ppo.iterations=1", *GRPO)
+    run_dir = prepare_run_dir(cfg)
+    trainer = PPOTrainer(cfg, run_dir, show_progress=False)
+    try:
+        trainer.start()
+        row = trainer.step(1)
+        data = trainer.state.buffer.data
+        trainer.state.iteration = 1
+        ckpt = trainer.checkpoint()
+        assert trainer.learner.run("load_checkpoint", str(ckpt)) == [1]  # the policy's state alone, one update
+    finally:
+        trainer.close()
+    assert "old_values" not in data and not any(k.startswith("ppo/value") for k in row), sorted(row)
+    assert row["ppo/ppo_steps"] > 0 and "ppo/policy_loss" in row
+    assert not (run_dir / "critic_init").exists()
+    # GRPO: every response token of a row carries its row's advantage; within a prompt they average to 0.
+    adv, act = data["advantages"], data["action_mask"].bool()
+    row_adv = torch.stack([a[m][0] for a, m in zip(adv, act)])
+    assert all(torch.allclose(a[m], a[m][0].expand(int(m.sum()))) for a, m in zip(adv, act))
+    for p in data["prompt_index"].unique():
+        assert abs(float(row_adv[data["prompt_index"] == p].mean())) < 1e-5
+    assert ckpt == run_dir / "checkpoints" / "iter_000001"
+    assert (ckpt / "policy" / "config.json").is_file() and not (ckpt / "critic").exists()
+    assert sorted(p.name for p in (ckpt / "deepspeed").iterdir()) == ["policy"]
