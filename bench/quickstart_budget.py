@@ -14,41 +14,12 @@ more than counted).
 import argparse
 import json
 import re
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import torch
 import yaml
-
-
-def matmul_gflops(dtype: torch.dtype, threads: int, n: int = 1024, repeats: int = 10) -> float:
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
-
-
-class ModelFlops:
-    """Forward FLOPs per token of a Llama-style model read from its HF config.json."""
-
-    def __init__(self, config_path: Path):
-        c = json.loads(Path(config_path).read_text())
-        d, layers, heads = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"]
-        head_dim = c.get("head_dim") or d // heads
-        kv = c.get("num_key_value_heads", heads)
-        per_layer = d * heads * head_dim * 2 + d * kv * head_dim * 2 + 3 * d * c["intermediate_size"]
-        self.linear = 2 * layers * per_layer
-        self.lm_head = 2 * d * c["vocab_size"]
-        self.attn_coef = 2 * layers * heads * head_dim
-
-    def forward(self, tokens: float, seq_len: float, head_tokens: float = 0.0) -> float:
-        """tokens through the body, head_tokens of them through the LM head as well."""
-        return tokens * (self.linear + self.attn_coef * seq_len) + head_tokens * self.lm_head
+from flops import ModelFlops, matmul_gflops
 
 
 def read_jsonl(path: Path) -> list[dict]:

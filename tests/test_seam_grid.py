@@ -1,5 +1,5 @@
-"""`rlhf-ray seam grid` on tiny models: two policies x two RMs, each cell a Ray Tune trial that runs PPO measuring
-SEAM and a gold eval; the table, the heatmap and a rerun that resumes instead of redoing the cells. Run folders as
+"""`rlhf-ray seam grid` on tiny models: two policies x one RM (two x two under `long`), each cell a Ray Tune trial that
+runs PPO measuring SEAM and a gold eval; the table, the heatmap and a rerun that resumes instead of redoing the cells. Run folders as
 rungs (an `sft` run's checkpoint ladder, an `rm train` run's checkpoints and final RM) are checked on their own."""
 
 import json
@@ -33,8 +33,10 @@ def test_run_folders_expand_into_their_checkpoint_ladders(tmp_path):
     assert expand_rungs([str(sft)], "policy") == [str(sft / "policy")]  # a run without a ladder: its final policy
 
 
-def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_model_dir, other_policy_dir, tiny_rm_dir,
-                                                               tmp_path):
+# Each cell is a whole PPO run and eval (2-3 min on 2 cores): the default run takes two, the long run all four.
+@pytest.mark.parametrize("rms", [1, pytest.param(2, marks=pytest.mark.long)])
+def test_a_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_model_dir, other_policy_dir, tiny_rm_dir,
+                                                            tmp_path, rms):
     config = tmp_path / "c.yaml"
     config.write_text("run: {seed: 0}\n")
     # The rollout engine is HF's: the grid's machinery is under test here, vLLM in the engine and sync tests.
@@ -48,8 +50,9 @@ def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_
     reward_model_from_lm(tiny_model_dir, pad_token_id=tok.pad_token_id).save_pretrained(other_rm)
     tok.save_pretrained(other_rm)
 
+    rm_rungs = [tiny_rm_dir, other_rm][:rms]
     grid = [*tiny, "run.name=grid", f"seam.grid.policies=[{tiny_model_dir},{other_policy}]",
-            f"seam.grid.rms=[{tiny_rm_dir},{other_rm}]",
+            f"seam.grid.rms=[{','.join(map(str, rm_rungs))}]",
             f"eval.judge={tiny_rm_dir}", "eval.prompts=4", "eval.bootstrap=200", "seam.variant=adv", "seam.k=2",
             f"seam.cache={tmp_path}/cache", "ppo.iterations=1", "ppo.prompts_per_iteration=4", "rollout.n_samples=2",
             "rollout.max_new_tokens=8", "rollout.max_model_len=320", "rollout.kv_cache_gib=0.5",
@@ -59,23 +62,25 @@ def test_a_2x2_grid_writes_every_cell_the_table_and_the_heatmap(ray_local, tiny_
     result = json.loads((out / "grid.json").read_text())
     cells = {c["cell"]: c for c in result["cells"]}
     assert result["policies"] == [str(tiny_model_dir), str(other_policy)]
-    assert sorted(cells) == ["policy0_rm0", "policy0_rm1", "policy1_rm0", "policy1_rm1"]
+    assert sorted(cells) == [f"policy{p}_rm{r}" for p in range(2) for r in range(rms)]
     for c in cells.values():
         assert "error" not in c and c["iterations"] == 1 and c["prompts"] == 4
         assert 0 <= c["seam"] <= 1 and c["seam_prompts"] == 4 and 0 <= c["win_rate"] <= 1
         assert c["win_rate_ci"][0] <= c["win_rate"] <= c["win_rate_ci"][1] and math.isfinite(c["gold_mean"])
         assert (out / "cells" / c["cell"] / "eval" / "eval.json").is_file()  # the cell's own run folder
-    # Each cell ran its own policy and RM: the RM rungs score the same policy's prompts differently, and the policy
-    # rungs answer differently under the same RM.
-    assert cells["policy0_rm0"]["proxy_reward_first"] != cells["policy0_rm1"]["proxy_reward_first"]
+    # Each cell ran its own policy and RM: the policy rungs answer differently under the same RM, and the RM rungs
+    # score the same policy's prompts differently.
     assert cells["policy0_rm0"]["proxy_reward_first"] != cells["policy1_rm0"]["proxy_reward_first"]
-    assert cells["policy0_rm0"]["rm"] == str(tiny_rm_dir) and cells["policy1_rm1"]["rm"] == str(other_rm)
+    assert cells["policy0_rm0"]["rm"] == cells["policy1_rm0"]["rm"] == str(tiny_rm_dir)
+    if rms == 2:
+        assert cells["policy0_rm0"]["proxy_reward_first"] != cells["policy0_rm1"]["proxy_reward_first"]
+        assert cells["policy1_rm1"]["rm"] == str(other_rm)
     table = (out / "grid.md").read_text().splitlines()
     assert sum(line.startswith("| policy") and "SEAM" in line for line in table) == 2
     with Image.open(out / "grid_heatmap.png") as image:
         assert image.size[0] > 100 and image.size[1] > 100
     trials = [p for p in (out / "tune").iterdir() if p.is_dir()]
-    assert len(trials) == 4, sorted(p.name for p in (out / "tune").iterdir())  # one Tune trial per cell
+    assert len(trials) == 2 * rms, sorted(p.name for p in (out / "tune").iterdir())  # one Tune trial per cell
 
     # A rerun finds every cell complete: no PPO iteration and no eval again, the same grid.
     before = {c: (out / "cells" / c / "metrics.jsonl").stat().st_mtime for c in cells}
