@@ -40,3 +40,14 @@ class ModelFlops:
     def forward(self, tokens: float, seq_len: float, head_tokens: float = 0.0) -> float:
         """tokens through the body, head_tokens of them through the LM head as well."""
         return tokens * (self.linear + self.attn_coef * seq_len) + head_tokens * self.lm_head
+
+
+def learner_flops(model: ModelFlops, tokens: float, generated: float, sequences: int, epochs: int,
+                  critic: bool = True) -> dict[str, float]:
+    """Model FLOPs of one PPO iteration's experience and learn phases: `tokens` real tokens in `sequences` rows,
+    `generated` of them response tokens (log-probs need the LM head on responses only); the critic shares the
+    policy's backbone. experience: policy + reference forward (+ critic); learn: epochs x forward + backward."""
+    length = tokens / sequences
+    lm = model.forward(tokens, length, head_tokens=generated)
+    value = model.forward(tokens, length) if critic else 0.0
+    return {"experience": 2 * lm + value, "learn": epochs * 3 * (lm + value)}

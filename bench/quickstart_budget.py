@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from flops import ModelFlops, matmul_gflops
+from flops import ModelFlops, learner_flops, matmul_gflops
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -56,13 +56,12 @@ def phases(run_dir: Path, policy: ModelFlops, rm: ModelFlops) -> list[dict]:
         generated = r["perf/rollout_tokens_per_s"] * r["time/rollout_s"]
         seqs = cfg["ppo"]["prompts_per_iteration"] * n
         length = tokens / seqs
-        lm = policy.forward(tokens, length, head_tokens=generated)  # log-probs need the head on responses only
-        value = rm.forward(tokens, length)
         prefill = (tokens - generated) / n
+        learner = learner_flops(policy, tokens, generated, seqs, epochs)  # the RM and critic share the policy's shape
         add("rollout", r["time/rollout_s"], policy.forward(prefill + generated, length, head_tokens=generated))
-        add("score", r["time/score_s"], value)
-        add("experience", r["time/experience_s"], 2 * lm + value)
-        add("learn", r["time/learn_s"], epochs * 3 * (lm + value))
+        add("score", r["time/score_s"], rm.forward(tokens, length))
+        add("experience", r["time/experience_s"], learner["experience"])
+        add("learn", r["time/learn_s"], learner["learn"])
         add("sync", r["time/sync_s"], 0.0)
     return list(out.values())
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import psutil
 import torch
-from flops import ModelFlops, matmul_gflops
+from flops import ModelFlops, learner_flops, matmul_gflops
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -196,15 +196,10 @@ def spread(values: list[float]) -> dict:
 
 
 def learner_rates(run: dict, w: dict, critic: bool = True) -> dict:
-    """Model GFLOP/s of the learn and experience phases (bench/flops.py: real tokens only; the RM/critic shares the
-    policy's backbone)."""
-    model = ModelFlops(Path(w["policy"]) / "config.json")
-    tokens, generated = run["learn_tokens"], run["generated_tokens"]
-    length = tokens / w["sequences"]
-    lm = model.forward(tokens, length, head_tokens=generated)  # log-probs need the LM head on responses only
-    value = model.forward(tokens, length) if critic else 0.0
-    return {"learn": w["ppo_epochs"] * 3 * (lm + value) / run["phase_s"]["learn"] / 1e9,
-            "experience": (2 * lm + value) / run["phase_s"]["experience"] / 1e9}
+    """Model GFLOP/s of the learn and experience phases (bench/flops.py: real tokens only)."""
+    flops = learner_flops(ModelFlops(Path(w["policy"]) / "config.json"), run["learn_tokens"], run["generated_tokens"],
+                          w["sequences"], w["ppo_epochs"], critic)
+    return {phase: flops[phase] / run["phase_s"][phase] / 1e9 for phase in ("learn", "experience")}
 
 
 def machine() -> dict:

@@ -7,6 +7,7 @@ token, as GAE sees them), so the KL term keeps its meaning whichever estimator r
 
 import torch
 
+from .gae import gae_advantages
 from .registry import ADVANTAGE_ESTIMATORS
 
 
@@ -58,12 +59,6 @@ def rloo_advantages(rewards, values, mask, gamma=1.0, lam=1.0, group=None):
 def reinforce_pp_advantages(rewards, values, mask, gamma=1.0, lam=1.0, group=None):
     """REINFORCE++ (Hu 2025): the discounted reward-to-go of each token, G_t = sum_{k>=t} gamma^(k-t) r_k over real
     tokens, as the advantage; its batch whitening (the method's global baseline) is the estimator's default."""
-    mask = mask.to(rewards.dtype)
-    togo = torch.zeros_like(rewards)
-    running = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
-    for t in reversed(range(rewards.shape[1])):
-        # Padding neither adds reward nor discounts: the running sum skips it.
-        step = rewards[:, t] + gamma * running
-        running = torch.where(mask[:, t] > 0, step, running)
-        togo[:, t] = running * mask[:, t]
+    # GAE with V = 0 and lambda = 1 is exactly this reward-to-go, padding skipped the same way.
+    togo, _ = gae_advantages(rewards, torch.zeros_like(rewards), mask, gamma, 1.0)
     return togo, togo
