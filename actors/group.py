@@ -144,10 +144,13 @@ class ActorGroup:
     def run_sharded(self, method: str, items: list, *args, rank_args=None, timeout_s: float | None = None) -> list:
         """Independent actors share a load: contiguous shards of `items` (sizes differ by at most one), one per actor,
         `method(shard, *args, *rank_args(rank))`; actors with an empty shard are not called. Per-actor results."""
+        return self.gather(self.call_sharded(method, items, *args, rank_args=rank_args), timeout_s)
+
+    def call_sharded(self, method: str, items: list, *args, rank_args=None) -> list:
+        """run_sharded without the wait: ObjectRefs for gather (a phase that overlaps another)."""
         shards = split_evenly(items, len(self.actors))
-        refs = [getattr(a, method).remote(shard, *args, *(rank_args(rank) if rank_args else ()))
+        return [getattr(a, method).remote(shard, *args, *(rank_args(rank) if rank_args else ()))
                 for rank, (a, shard) in enumerate(zip(self.actors, shards)) if shard]
-        return self.gather(refs, timeout_s)
 
     def run_zero_shards(self, method: str, rows: dict, shards: "ZeroShards", *args, timeout_s: float | None = None) -> list:
         """A DeepSpeed group's call on row shards: rank r gets `{key: tensor[shards.padded(r)]}` (every rank the same

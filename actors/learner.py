@@ -45,8 +45,11 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         import deepspeed
 
         ds = deepspeed_config(self.zero_stage, self.learner.micro_batch_size, self.world_size, self.learner.grad_clip)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.learner.weight_decay)
+        # fused: one kernel over all parameters instead of ~10 per tensor (2-3x faster steps on CPU and GPU).
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.learner.weight_decay, fused=True)
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
+        if self.world_size == 1:
+            engine.enable_backward_allreduce = False  # one rank: the all-reduce would only flatten and copy the grads
         return engine
 
     def _engines(self) -> dict:
@@ -64,22 +67,20 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
 
     @trims_host_memory
     @torch.no_grad()
-    def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Log-probs of the current policy and the reference, and critic values (with a critic), for this rank's rows.
-
-        In micro-batches, each cut to its longest row; results are padded back to the batch's width."""
+    def experience(self, batch: dict[str, torch.Tensor], policy: bool = True) -> dict[str, torch.Tensor]:
+        """Log-probs of the reference and (policy=True) of the current policy, and critic values (with a critic), for
+        this rank's rows. In micro-batches, each cut to its longest row; results are padded back to the batch's width."""
         for engine in self._engines().values():
             engine.eval()
         width = batch["input_ids"].shape[1] - 1
-        parts = {"old_logprobs": [], "ref_logprobs": []} | ({"old_values": []} if self.critic else {})
+        parts = {"ref_logprobs": []} | ({"old_logprobs": []} if policy else {}) | ({"old_values": []} if self.critic else {})
         for rows in self._micro_batches(batch):
             mb = trim_padding({k: v[rows] for k, v in batch.items()})
             ids, attn, act = (mb[k].to(self.device) for k in ("input_ids", "attention_mask", "action_mask"))
             with autocast(self.mixed_precision):
-                out = {
-                    "old_logprobs": sequence_logprobs(self.policy, ids, attn, action_mask=act),
-                    "ref_logprobs": sequence_logprobs(self.reference, ids, attn, action_mask=act),
-                }
+                out = {"ref_logprobs": sequence_logprobs(self.reference, ids, attn, action_mask=act)}
+                if policy:
+                    out["old_logprobs"] = sequence_logprobs(self.policy, ids, attn, action_mask=act)
                 if self.critic:
                     out["old_values"] = token_values(self.critic, ids, attn)[:, :-1]
             for key, value in out.items():

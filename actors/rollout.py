@@ -1,5 +1,7 @@
 """RolloutActor: a generation engine holding the policy (vLLM; HF generate where vLLM is absent)."""
 
+import time
+
 from rlhf_ray.rollout import make_engine
 from rlhf_ray.rollout.types import Rollouts, SamplingParams
 
@@ -21,7 +23,10 @@ class RolloutActor(NodePrecision, PeakMemory):
 
     def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams,
                  prompt_seeds: list[int] | None = None) -> Rollouts:
-        return self.engine.generate(prompt_ids, sampling, prompt_seeds)
+        t0 = time.perf_counter()
+        rollouts = self.engine.generate(prompt_ids, sampling, prompt_seeds)
+        rollouts.seconds = time.perf_counter() - t0  # the driver cannot see it when generation overlaps learning
+        return rollouts
 
     def answer_logprobs(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
         """The current policy's teacher-forced log-probs of (prompt_ids, answer_ids) pairs' answer tokens (SEAM

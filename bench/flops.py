@@ -12,23 +12,31 @@ from pathlib import Path
 import torch
 
 
-def matmul_gflops(dtype: torch.dtype, threads: int, n: int = 1024, seconds: float = 1.0) -> float:
-    """Square n x n matmuls for about `seconds` after one warm-up (an emulated bf16 one can take seconds alone)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_gflops(dtype: torch.dtype, threads: int | None = None, n: int = 1024, seconds: float = 1.0,
+                  device: str = "cpu") -> float:
+    """Square n x n matmuls for about `seconds` after one warm-up (an emulated bf16 one can take seconds alone).
+    threads: torch's CPU threads (None: leave them); on a GPU use n = 8192 or so to reach its dense peak."""
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     a @ b
+    sync()
     repeats, t0 = 0, time.perf_counter()
     while not repeats or time.perf_counter() - t0 < seconds:
         a @ b
         repeats += 1
+        if repeats % 10 == 0:
+            sync()
+    sync()
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 class ModelFlops:
-    """Forward FLOPs per token of a Llama-style model read from its HF config.json."""
+    """Forward FLOPs per token of a Llama-style model from its HF config (a config.json path or its dict)."""
 
-    def __init__(self, config_path: Path):
-        c = json.loads(Path(config_path).read_text())
+    def __init__(self, config: Path | dict):
+        c = config if isinstance(config, dict) else json.loads(Path(config).read_text())
         d, layers, heads = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"]
         head_dim = c.get("head_dim") or d // heads
         kv = c.get("num_key_value_heads", heads)

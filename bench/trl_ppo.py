@@ -12,13 +12,15 @@ sequence: TRL's PPO draws one response per prompt. The settings map onto PPOConf
 Traps handled here: TRL defaults to bf16 (forced off: fp32 weights as in rlhf_ray on a CPU without native bf16); its
 accelerator accumulates gradients over N/M mini-batches so the optimizer would not step once per mini-batch (reset to
 1; huggingface/trl#5645); SmolLM2's pad token is its EOS, which TRL masks out of attention everywhere (pad with
-<|endoftext|> instead); queries must be left-padded; responses stop at EOS (stop_token="eos").
+<|endoftext|> instead); queries must be left-padded; responses stop at EOS (stop_token="eos"); its data loader
+shuffles (replaced by one in file order, so that update k takes rlhf_ray's iteration-k prompts).
 """
 
 import argparse
 import json
 import os
 import platform
+import statistics
 import time
 
 for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -51,6 +53,7 @@ def main() -> None:
     import transformers
     import trl
     from datasets import Dataset
+    from torch.utils.data import DataLoader
     from transformers import (
         AutoModelForCausalLM,
         AutoModelForSequenceClassification,
@@ -93,20 +96,28 @@ def main() -> None:
         num_sample_generations=0, eval_strategy="no", save_strategy="no", report_to="none", logging_steps=1,
         disable_tqdm=True, seed=a.seed, data_seed=a.seed)
 
-    generate_s = []  # TRL's rollout: batch_generation, looked up as a module global by train()
-    batch_generation = ppo_module.batch_generation
+    # TRL's phases, from the module globals its train() looks up: rollout = batch_generation (its log-probs come from
+    # the generation's logits); experience = the no-grad forward (reference) and get_reward calls (value, reward);
+    # learn = the rest of the update (PPO epochs: forward, backward, optimizer steps).
+    phase = {"rollout": 0.0, "experience": 0.0}
 
-    def timed_generation(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = batch_generation(*args, **kwargs)
-        generate_s.append(time.perf_counter() - t0)
-        return out
+    def timed(fn, name=None):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            key = name or ("experience" if not torch.is_grad_enabled() else None)
+            if key:
+                phase[key] += time.perf_counter() - t0
+            return out
+        return wrapper
 
-    ppo_module.batch_generation = timed_generation
+    ppo_module.batch_generation = timed(ppo_module.batch_generation, "rollout")
+    ppo_module.forward = timed(ppo_module.forward)
+    ppo_module.get_reward = timed(ppo_module.get_reward)
 
     class UpdateTimer(TrainerCallback):
         def __init__(self):
-            self.update_s, self.t0 = [], None
+            self.update_s, self.phases, self.t0 = [], [], None
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.t0 = time.perf_counter()
@@ -114,6 +125,8 @@ def main() -> None:
         def on_step_end(self, args, state, control, **kwargs):
             now = time.perf_counter()
             self.update_s.append(now - self.t0)
+            self.phases.append(dict(phase, learn=now - self.t0 - phase["rollout"] - phase["experience"]))
+            phase.update(rollout=0.0, experience=0.0)
             self.t0 = now
             print(f"trl_ppo: update {state.global_step}: {self.update_s[-1]:.1f} s", flush=True)
 
@@ -121,6 +134,10 @@ def main() -> None:
     trainer = PPOTrainer(args=cfg, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
                          value_model=value, train_dataset=dataset, callbacks=[timer])
     trainer.accelerator.gradient_accumulation_steps = 1  # one optimizer step per mini-batch, as configured
+    # Rows in file order, so update k takes the prompts of rlhf_ray's iteration k (TRL's loader shuffles them).
+    trainer.dataloader = trainer.accelerator.prepare(DataLoader(
+        trainer.train_dataset, batch_size=trainer.local_dataloader_batch_size, shuffle=False,
+        collate_fn=trainer.data_collator, drop_last=True))
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
     optimizer_steps, step = [0], optimizer.step
 
@@ -133,8 +150,9 @@ def main() -> None:
     expected = a.updates * steps * a.ppo_epochs
     if optimizer_steps[0] != expected:
         raise SystemExit(f"TRL took {optimizer_steps[0]} optimizer steps, expected {expected}")
-    steady = sorted(generate_s[1:]) or generate_s
-    result = {"update_s": timer.update_s, "phase_s": {"rollout": steady[len(steady) // 2]},
+    steady = timer.phases[1:] or timer.phases  # the first update is warm-up, as in the harness
+    result = {"update_s": timer.update_s, "phase_s": {k: statistics.median(p[k] for p in steady) for k in steady[0]},
+              "phase_s_per_update": timer.phases,
               "optimizer_steps": optimizer_steps[0],
               "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
                            "python": platform.python_version(), "threads": torch.get_num_threads()}}

@@ -1,6 +1,7 @@
 """rlhf_ray against TRL's PPO trainer on the same workload, one after the other in one invocation.
 
-    .venv/bin/python bench/vs_trl.py [--reps 3] [--iterations 4] [--out bench/results]
+    .venv/bin/python bench/vs_trl.py [--reps 3] [--iterations 4] [--out bench/results] [--variants grpo,...]
+    .venv/bin/python bench/vs_trl.py --update rollout|trl|variants   # rerun one part into the saved results
 
 The workload is the quickstart's (configs/quickstart.yaml): SmolLM2-135M-Instruct, 4 shipped HH-RLHF prompts x 4
 samples = 16 sequences per iteration, up to 48 new tokens, 1 PPO epoch in optimizer steps of 4 sequences, a reward
@@ -11,8 +12,9 @@ response per prompt, so its dataset holds each of the iteration's prompts 4 time
 Per repetition it runs `rlhf-ray train` and then TRL's PPOTrainer (`bench/trl_ppo.py`, trl 1.12.0, the last release
 that has one, in its own virtual environment made on first use with pip, so the project's pins stay untouched), each a
 fresh process; the first iteration of each is warm-up
-and left out. Then rlhf_ray alone with each critic-free estimator, and a standalone vLLM engine on the same prompts
-and sampling. Measured, per system: seconds per iteration, samples/s, per-phase seconds (rlhf_ray), peak memory (PSS
+and left out. Then rlhf_ray alone in variants (each critic-free estimator; one-step off-policy rollout overlapping
+learning), and first of all a standalone vLLM engine against a RolloutActor
+on the same requests (bench/vllm_standalone.py). Measured, per system: seconds per iteration, samples/s, per-phase seconds (rlhf_ray), peak memory (PSS
 summed over the process tree, sampled every second); the ratio TRL/rlhf_ray per repetition (min/median/max); the
 RolloutActor's generated tokens/s over the standalone engine's; weight sync's share of the iteration; the learn and
 experience phases' model FLOP/s against this machine's matmul peak measured here first. Writes vs_trl.json and
@@ -39,7 +41,12 @@ sys.path.insert(0, str(REPO))
 
 TRL_VERSION = "1.12.0"  # the last TRL with a PPOTrainer (trl.experimental.ppo); 1.13-1.16 ship none
 PHASES = ("rollout", "score", "experience", "learn", "sync")
-ESTIMATORS = ("grpo", "rloo", "reinforce_pp")
+# rlhf_ray alone, each beside the default (gae, on-policy, learner log-probs, object-store sync): the critic-free
+# estimators, the overlapped rollout, the engine's log-probs (no policy forward, as TRL), the collective weight sync.
+VARIANTS = {"grpo": ["ppo.advantage_estimator=grpo"], "rloo": ["ppo.advantage_estimator=rloo"],
+            "reinforce_pp": ["ppo.advantage_estimator=reinforce_pp"],
+            "one_step_off_policy": ["rollout.one_step_off_policy=true"],
+            "old_logprobs_rollout": ["ppo.old_logprobs=rollout"], "collective_sync": ["sync.transport=collective"]}
 
 
 class TreeMemory:
@@ -146,7 +153,9 @@ def run_rlhf_ray(w: dict, work: Path, name: str, extra: list[str] = ()) -> dict:
     med = lambda key: statistics.median(r[key] for r in steady)  # noqa: E731
     return {"name": name, "iteration_s": [r["perf/iteration_s"] for r in steady], "median_iteration_s":
             med("perf/iteration_s"), "samples_per_s": w["sequences"] / med("perf/iteration_s"),
-            "phase_s": {ph: med(f"time/{ph}_s") for ph in PHASES},
+            "phase_s": {ph: med(f"time/{ph}_s") for ph in PHASES}
+            | ({"rollout_wait": statistics.median(r["time/rollout_wait_s"] for r in steady if "time/rollout_wait_s" in r)}
+               if any("time/rollout_wait_s" in r for r in steady) else {}),
             "sync_share": med_ratio(steady, "time/sync_s", "perf/iteration_s"),
             "rollout_tokens_per_s": med("perf/rollout_tokens_per_s"),
             "learn_tokens": med_product(steady, "perf/learn_tokens_per_s", "time/learn_s"),
@@ -180,14 +189,23 @@ def run_trl(w: dict, work: Path, name: str, python: Path, threads: int) -> dict:
 
 
 def run_vllm(w: dict, work: Path, dtype: str, threads: int) -> dict:
-    out = work / "vllm_standalone.json"
-    cmd = [sys.executable, str(REPO / "bench" / "vllm_standalone.py"), "--policy", w["policy"], "--prompts",
-           str(w["vllm_prompts"]), "--n", str(w["n_samples"]), "--batch", str(w["prompts"]), "--max-tokens",
-           str(w["max_new_tokens"]), "--temperature", "1.0", "--top-p", "1.0", "--dtype", dtype, "--max-model-len",
-           str(w["cfg"].rollout.max_model_len), "--kv-cache-gib", str(w["cfg"].rollout.kv_cache_gib),
-           "--calls", str(max(2, w["iterations"] - 1)), "--out", str(out)]
-    run_measured(cmd, work / "vllm_standalone.log", {"OMP_NUM_THREADS": str(threads)})
-    return json.loads(out.read_text())
+    """The standalone engine, then a RolloutActor, on the same requests (bench/vllm_standalone.py): equal outputs,
+    so equal work; the ratio is of their median generated tokens/s."""
+    runs = {}
+    for engine in ("vllm", "actor"):
+        out = work / f"rollout_{engine}.json"
+        cmd = [sys.executable, str(REPO / "bench" / "vllm_standalone.py"), "--engine", engine, "--policy",
+               w["policy"], "--prompts", str(w["vllm_prompts"]), "--n", str(w["n_samples"]), "--batch",
+               str(w["prompts"]), "--max-tokens", str(w["max_new_tokens"]), "--temperature", "1.0", "--top-p", "1.0",
+               "--dtype", dtype, "--max-model-len", str(w["cfg"].rollout.max_model_len), "--kv-cache-gib",
+               str(w["cfg"].rollout.kv_cache_gib), "--threads", str(threads), "--calls", str(max(3, w["iterations"])),
+               "--out", str(out)]
+        run_measured(cmd, work / f"rollout_{engine}.log", {"OMP_NUM_THREADS": str(threads)})
+        runs[engine] = json.loads(out.read_text())
+    v, a = runs["vllm"], runs["actor"]
+    return {"tokens_per_s": v["tokens_per_s"], "rollout_actor_tokens_per_s": a["tokens_per_s"],
+            "ratio": a["tokens_per_s"] / v["tokens_per_s"], "same_tokens": v["tokens_sha"] == a["tokens_sha"],
+            "dtype": dtype, "vllm": v.get("vllm"), "runs": runs}
 
 
 # ------------------------------------------------------------------------------------------------ the report
@@ -223,6 +241,8 @@ def write_report(result: dict, out: Path) -> str:
              f"sequences per iteration, up to {w['max_new_tokens']} new tokens, {w['ppo_epochs']} PPO epoch(s), "
              f"optimizer steps of {w['mini_batch']} sequences; {w['iterations']} iterations per run, the first left "
              f"out; {len(r)} repetitions. TRL {t[0]['trl'].get('trl', '?') if t else '-'}.", "",
+             *([f"Parts rerun into these results later, on the same machine: {'; '.join(result['updated'])}.", ""]
+               if result.get("updated") else []),
              "| system | s / iteration (median of runs) | min | max | samples/s | peak memory GiB |",
              "|---|---:|---:|---:|---:|---:|"]
     for label, runs in (("rlhf_ray", r), ("TRL PPOTrainer", t)):
@@ -244,23 +264,41 @@ def write_report(result: dict, out: Path) -> str:
             f"{k} {statistics.median(x['phase_s'][k] for x in t):.2f}" for k in t[0]["phase_s"])]
     v = result.get("vllm")
     if v:
+        same = "the same tokens" if v["same_tokens"] else "DIFFERENT tokens (unequal work)"
         lines += ["", f"Rollout: RolloutActor {v['rollout_actor_tokens_per_s']:.0f} generated tokens/s vs a standalone "
-                      f"vLLM engine {v['tokens_per_s']:.0f} ({v['dtype']}, same prompts, sampling and batch): "
-                      f"**{v['ratio']:.2f}x**."]
+                      f"vLLM engine {v['tokens_per_s']:.0f} ({v['dtype']}, the same requests: prompts, seeds, sampling "
+                      f"and batch; both generated {same}): **{v['ratio']:.2f}x**. Inside the PPO runs (other weights, "
+                      f"so other lengths) the rollout phase ran at the tokens/s in the phase table."]
     f = result["learner_gflops"]
+    bf16 = (f"{100 * f['learn_fraction_bf16']:.0f} % of the bf16 peak" if m["native_bf16"]
+            else "bf16 is emulated here, so fp32's peak is the reference")
     lines += ["", f"Learner: learn {f['learn']:.1f} GFLOP/s = {100 * f['learn_fraction_fp32']:.0f} % of the fp32 "
-                  f"matmul peak ({100 * f['learn_fraction_bf16']:.0f} % of bf16's); experience {f['experience']:.1f} "
-                  f"GFLOP/s; the learner ran in {result['precision']}."]
-    if result.get("estimators"):
-        lines += ["", "Advantage estimators (rlhf_ray, s per iteration, median; critic-free ones train no critic):", "",
-                  "| estimator | s / iteration | experience s | learn s | peak GiB |", "|---|---:|---:|---:|---:|"]
-        for name, x in result["estimators"].items():
-            lines.append(f"| {name} | {x['median_iteration_s']:.1f} | {x['phase_s']['experience']:.2f} | "
-                         f"{x['phase_s']['learn']:.2f} | {x['peak_gib']:.1f} |")
+                  f"matmul peak ({bf16}); experience {f['experience']:.1f} GFLOP/s; the learner ran in "
+                  f"{result['precision']}."]
+    variants = result.get("variants") or result.get("estimators")
+    if variants:
+        lines += ["", "rlhf_ray variants (s, median; critic-free estimators train no critic; one_step_off_policy generates "
+                      "the next iteration during learn, its rollout hidden but for the wait):", "",
+                  "| variant | s / iteration | rollout | wait | experience | learn | peak GiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, x in variants.items():
+            ph = x["phase_s"]
+            wait = f"{ph['rollout_wait']:.2f}" if "rollout_wait" in ph else "-"
+            lines.append(f"| {name} | {x['median_iteration_s']:.1f} | {ph['rollout']:.2f} | {wait} | "
+                         f"{ph['experience']:.2f} | {ph['learn']:.2f} | {x['peak_gib']:.1f} |")
     text = "\n".join(lines) + "\n"
     (out / "vs_trl.md").write_text(text)
     (out / "vs_trl.json").write_text(json.dumps(result, indent=1, default=str))
     return text
+
+
+def run_variants(w: dict, work: Path, stamp: str, names: list[str]) -> dict:
+    out = {}
+    for name in names:
+        print(f"bench: rlhf_ray variant {name}: {' '.join(VARIANTS[name])}", flush=True)
+        out[name] = run_rlhf_ray(w, work, f"rlhf_ray_{stamp}_{name}", VARIANTS[name])
+        print(f"bench:   {out[name]['median_iteration_s']:.1f} s/iteration", flush=True)
+    return out
 
 
 def main() -> None:
@@ -272,10 +310,18 @@ def main() -> None:
     p.add_argument("--trl-version", default=TRL_VERSION)
     p.add_argument("--threads", type=int, default=2, help="torch threads of each system's compute processes")
     p.add_argument("--no-trl", action="store_true", help="rlhf_ray only (no ratio)")
-    p.add_argument("--no-estimators", action="store_true", help="skip the critic-free estimator runs")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"comma-separated rlhf_ray variants to run after the comparison, of {', '.join(VARIANTS)} "
+                        "('' for none)")
+    p.add_argument("--update", choices=("rollout", "trl", "variants"),
+                   help="rerun only this part and merge it into the saved vs_trl.json in --out (same workload)")
     args = p.parse_args()
     if args.iterations < 2:
         p.error("--iterations must be >= 2: the first iteration is warm-up and left out")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = args.work.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
@@ -284,11 +330,32 @@ def main() -> None:
 
     from rlhf_ray.device import resolve_precision
 
+    w = workload(args, work)
+    dtype = resolve_precision(w["cfg"].rollout.dtype, knob="rollout.dtype").engine_dtype
+    if args.update:
+        result = json.loads((args.out / "vs_trl.json").read_text())
+        if args.update == "rollout":
+            result["vllm"] = run_vllm(w, work, dtype, args.threads)
+        elif args.update == "trl":
+            python = trl_python(work / "trl-venv", args.trl_version)
+            result["trl"] = [run_trl(w, work, f"trl_{stamp}_{rep}", python, args.threads) for rep in range(args.reps)]
+            ratio = [b["median_iteration_s"] / a["median_iteration_s"] for a, b in zip(result["rlhf_ray"], result["trl"])]
+            result["ratio"] = spread(ratio)
+        else:
+            result["variants"] = (result.pop("variants", None) or result.pop("estimators", {})) \
+                | run_variants(w, work, stamp, variants)
+        result.setdefault("updated", []).append(f"{args.update} {time.strftime('%Y-%m-%d %H:%M')}")
+        print(write_report(result, args.out))
+        return
+
     peak = {"fp32": matmul_gflops(torch.float32, args.threads), "bf16": matmul_gflops(torch.bfloat16, args.threads)}
     print(f"bench: matmul peak on {args.threads} threads: fp32 {peak['fp32']:.1f}, bf16 {peak['bf16']:.1f} GFLOP/s",
           flush=True)
-    w = workload(args, work)
     python = None if args.no_trl else trl_python(work / "trl-venv", args.trl_version)
+    print("bench: a standalone vLLM engine and a RolloutActor on the same requests", flush=True)
+    vllm = run_vllm(w, work, dtype, args.threads)
+    print(f"bench:   {vllm['ratio']:.2f}x ({vllm['rollout_actor_tokens_per_s']:.0f} vs {vllm['tokens_per_s']:.0f} "
+          f"tokens/s)", flush=True)
     ours, theirs = [], []
     for rep in range(args.reps):
         print(f"bench: repetition {rep + 1}/{args.reps}: rlhf_ray", flush=True)
@@ -298,17 +365,8 @@ def main() -> None:
             print(f"bench: repetition {rep + 1}/{args.reps}: TRL", flush=True)
             theirs.append(run_trl(w, work, f"trl_{stamp}_{rep}", python, args.threads))
             print(f"bench:   {theirs[-1]['median_iteration_s']:.1f} s/iteration", flush=True)
-    estimators = {"gae": {"median_iteration_s": statistics.median(x["median_iteration_s"] for x in ours),
-                          "phase_s": ours[0]["phase_s"], "peak_gib": max(x["peak_gib"] for x in ours)}}
-    if not args.no_estimators:
-        for name in ESTIMATORS:
-            print(f"bench: rlhf_ray with ppo.advantage_estimator={name}", flush=True)
-            estimators[name] = run_rlhf_ray(w, work, f"rlhf_ray_{stamp}_{name}", [f"ppo.advantage_estimator={name}"])
-    dtype = resolve_precision(w["cfg"].rollout.dtype, knob="rollout.dtype").engine_dtype
-    print("bench: standalone vLLM", flush=True)
-    vllm = run_vllm(w, work, dtype, args.threads)
-    actor = statistics.median(x["rollout_tokens_per_s"] for x in ours)
-    vllm |= {"rollout_actor_tokens_per_s": actor, "ratio": actor / vllm["tokens_per_s"]}
+    default = {"gae": {"median_iteration_s": statistics.median(x["median_iteration_s"] for x in ours),
+                       "phase_s": ours[0]["phase_s"], "peak_gib": max(x["peak_gib"] for x in ours)}}
     precision = resolve_precision(w["cfg"].model.mixed_precision).mode
     rates = learner_rates(ours[0], w)
     rates |= {"learn_fraction_fp32": rates["learn"] / peak["fp32"], "learn_fraction_bf16": rates["learn"] / peak["bf16"]}
@@ -317,7 +375,7 @@ def main() -> None:
               "peak_gflops": peak, "precision": "fp32" if precision == "none" else precision,
               "workload": {k: v for k, v in w.items() if k not in ("cfg", "trl_prompts", "vllm_prompts")},
               "rlhf_ray": ours, "trl": theirs, "ratio": ratio, "vllm": vllm, "learner_gflops": rates,
-              "estimators": estimators}
+              "variants": default | run_variants(w, work, stamp, variants)}
     print(write_report(result, args.out))
 
 

@@ -1,7 +1,7 @@
 """Save and restore a whole PPO run: learner states (all ranks), HF policy/critic, and the driver's own state."""
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -11,6 +11,7 @@ from actors.group import ActorGroup
 from rlhf_ray.algorithms import RunningMoments
 from rlhf_ray.config import Config, dump_config
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
+from rlhf_ray.rollout.types import Rollouts
 from rlhf_ray.run_dir import rng_state, set_rng_state
 from rlhf_ray.training.checkpoint import DRIVER_STATE, checkpoint_iteration, commit_checkpoint, staging_dir
 
@@ -30,6 +31,8 @@ class DriverState:
     cursor: int = 0  # prompts consumed from the seeded prompt order
     moments: RunningMoments = field(default_factory=RunningMoments)
     buffer: ReplayBuffer = field(default_factory=ReplayBuffer)
+    # rollout.one_step_off_policy: the next iteration's prompts and responses, sampled by a policy no longer held.
+    ahead: tuple[list[int], Rollouts] | None = None
 
 
 def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner: ActorGroup, tokenizer,
@@ -42,7 +45,8 @@ def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner:
             tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
     (staging / "config.yaml").write_text(dump_config(cfg))
     torch.save({"iteration": state.iteration, "cursor": state.cursor, "kl_ctl": state.kl_ctl.state_dict(),
-                "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state()},
+                "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state(),
+                "ahead": state.ahead and (state.ahead[0], asdict(state.ahead[1]))},
                staging / DRIVER_STATE)
     for part in parts:
         part(staging)
@@ -64,6 +68,8 @@ def restore_ppo_checkpoint(ckpt: Path, cfg: Config, state: DriverState, learner:
     state.kl_ctl.load_state_dict(saved["kl_ctl"])
     state.moments.load_state_dict(saved["moments"])
     state.buffer.load_state_dict(saved["buffer"])
+    ahead = saved.get("ahead")
+    state.ahead = ahead and (ahead[0], Rollouts(**ahead[1]))
     set_rng_state(saved["rng"])
     log.info("resumed from %s: %d iterations done, %d prompts consumed, KL coef %.4g", ckpt, state.iteration,
              state.cursor, state.kl_ctl.value)

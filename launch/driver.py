@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlhf_ray.config import Config
+from rlhf_ray.learning_curve import describe_rise, write_learning_report
 from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint
 
@@ -65,4 +66,7 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
             seam.close()
         online.close()
         trainer.close()
+    rise = write_learning_report(run_dir)  # reward_kl.png, and the rise test from samples.jsonl
+    if rise:
+        log.info("%s (plot: %s)", describe_rise(rise), run_dir / "reward_kl.png")
     return history

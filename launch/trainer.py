@@ -33,7 +33,7 @@ from rlhf_ray.metrics import MetricsLogger
 from rlhf_ray.models import load_tokenizer, reward_model_from_lm
 from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl, uses_critic
-from rlhf_ray.ppo.batch import make_sequences
+from rlhf_ray.ppo.batch import action_values, make_sequences
 from rlhf_ray.ppo.metrics import iteration_metrics
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
 from rlhf_ray.rollout.types import Rollouts, SamplingParams, concat
@@ -164,9 +164,14 @@ class PPOTrainer:
         """One RLHF iteration; returns its metrics row (also written to metrics.jsonl and TensorBoard), which
         extra_row joins (an online round's diagnostics)."""
         timer, t0 = PhaseTimer(), time.perf_counter()
-        batch_index = self.next_prompts()
-        with timer("rollout"):
-            rollouts = self.generate(batch_index, iteration)
+        if self.state.ahead:  # generated while the last iteration learned (rollout.one_step_off_policy)
+            batch_index, rollouts = self.state.ahead
+            self.state.ahead = None
+            timer.seconds["rollout"] = rollouts.seconds  # hidden behind that learn phase, bar its rollout_wait
+        else:
+            batch_index = self.next_prompts()
+            with timer("rollout"):
+                rollouts = self.generate(batch_index, iteration)
         with timer("score"):
             scores = self.score(rollouts)
         hooked = {}
@@ -176,12 +181,16 @@ class PPOTrainer:
         batch = self.sequences(rollouts, batch_index)
         with timer("experience"):
             exp = self.experience(batch)
-        targets = self.fill_buffer(batch, exp, scores)
+        targets = self.fill_buffer(batch, exp, scores, rollouts)
         if self.buffer_filter:
             with timer("filter"):
                 hooked |= self.filter_buffer(iteration)
+        ahead = self.generate_ahead(iteration)
         with timer("learn"):
             stats, learn_tokens = self.learn()
+        if ahead:
+            with timer("rollout_wait"):  # the part of the next rollout that learning did not hide
+                self.state.ahead = ahead()
         with timer("sync"):
             self.weights.sync()
         # The KL controller and the counters move once the iteration is complete.
@@ -207,10 +216,22 @@ class PPOTrainer:
 
     def generate(self, batch_index: list[int], iteration: int) -> Rollouts:
         """rollout.n_samples responses per prompt, the prompts spread over the RolloutActors (each its own seed)."""
+        return concat(self.rollout.gather(self._generate_refs(batch_index, iteration)))
+
+    def _generate_refs(self, batch_index: list[int], iteration: int) -> list:
         seed = self.cfg.run.seed * 100003 + iteration * 101
-        parts = self.rollout.run_sharded("generate", [self.prompts[i] for i in batch_index],
+        return self.rollout.call_sharded("generate", [self.prompts[i] for i in batch_index],
                                          rank_args=lambda rank: (sampling_params(self.cfg, seed + rank),))
-        return concat(parts)
+
+    def generate_ahead(self, iteration: int) -> Callable[[], tuple[list[int], Rollouts]] | None:
+        """With rollout.one_step_off_policy, start generating iteration+1's responses with the weights the engines
+        hold now (before this iteration's update); returns the wait for them. None when off or on the last
+        iteration (a run extended past its end generates its next iteration on-policy)."""
+        if not self.cfg.rollout.one_step_off_policy or iteration >= self.cfg.total_iterations:
+            return None
+        batch_index = self.next_prompts()
+        refs = self._generate_refs(batch_index, iteration + 1)
+        return lambda: (batch_index, concat(self.rollout.gather(refs)))
 
     def score(self, rollouts: Rollouts) -> torch.Tensor:
         """The RM score of every (prompt, response), spread over the RewardActors."""
@@ -224,22 +245,31 @@ class PPOTrainer:
                 "prompt_index": torch.tensor([batch_index[i] for i in rollouts.prompt_index])}
 
     def experience(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Current-policy and reference log-probs and critic values, the rows sharded over the learner ranks."""
+        """Reference log-probs, critic values (with a critic) and current-policy log-probs (ppo.old_logprobs=learner),
+        the rows sharded over the learner ranks."""
         rows = {k: batch[k] for k in ("input_ids", "attention_mask", "action_mask")}
         shards = ZeroShards.split(len(batch["input_ids"]), len(self.learner), self.cfg.learner.micro_batch_size)
-        parts = shards.unpad(self.learner.run_zero_shards("experience", rows, shards))
+        policy = self.cfg.ppo.old_logprobs == "learner"
+        parts = shards.unpad(self.learner.run_zero_shards("experience", rows, shards, policy))
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    def fill_buffer(self, batch: dict, exp: dict, scores: torch.Tensor):
+    def fill_buffer(self, batch: dict, exp: dict, scores: torch.Tensor, rollouts: Rollouts | None = None):
         """Per-token rewards (RM score at the last token, -beta*KL on every token), advantages and returns (the
         estimator's; critic-free ones group the rows by prompt); the buffer then holds this iteration's experiences
-        (on-policy: refilled every iteration)."""
-        logprobs = exp["old_logprobs"]
+        (refilled every iteration). The policy log-probs of the KL penalty come from ppo.old_logprobs; the PPO
+        ratio's denominator too, except with rollout.one_step_off_policy: then it is the sampling policy's (the
+        engine's log-probs, one update older), and the ratio corrects for the staleness."""
+        sampled = None  # the engine's log-probs of its samples, placed on the response tokens, where they are used
+        if rollouts is not None and (self.cfg.rollout.one_step_off_policy or "old_logprobs" not in exp):
+            sampled = action_values(rollouts.response_logprobs, batch["action_mask"])
+        logprobs = exp["old_logprobs"] if "old_logprobs" in exp else sampled
         values = exp.get("old_values", torch.zeros_like(logprobs))  # no critic: values unused
         t = compute_targets(scores, logprobs, exp["ref_logprobs"], values, batch["action_mask"], self.cfg.ppo,
                             self.state.kl_ctl.value, self.state.moments, group=batch["prompt_index"])
         self.state.buffer.clear()
         critic = {"old_values": exp["old_values"]} if "old_values" in exp else {}
+        if self.cfg.rollout.one_step_off_policy:
+            logprobs = sampled
         self.state.buffer.add(batch | critic | {"old_logprobs": logprobs, "advantages": t.advantages,
                                                 "returns": t.returns, "scores": scores})
         return t

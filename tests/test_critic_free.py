@@ -1,11 +1,13 @@
 """A PPO run with a critic-free estimator (GRPO) on the tiny model: the learner holds no value model, so no value loss
 is logged and no critic is checkpointed; the buffer's advantages are normalised within each prompt; the learners load
-that checkpoint back."""
+that checkpoint back. The run takes its old log-probs from the rollout engine (ppo.old_logprobs=rollout), which
+equal the learner's own forward."""
 
 import pytest
 import torch
 
 from launch.trainer import PPOTrainer
+from rlhf_ray.ppo.batch import action_values
 from rlhf_ray.run_dir import prepare_run_dir
 
 pytest.importorskip("vllm")
@@ -18,11 +20,17 @@ GRPO = ["ppo.advantage_estimator=grpo", "run.checkpoint_every=1", "reward.functi
 
 
 def test_grpo_runs_without_a_critic(ray_local, ppo_config):
-    cfg = ppo_config("grpo", "ppo.iterations=1", *GRPO)
+    cfg = ppo_config("grpo", "ppo.iterations=1", "ppo.old_logprobs=rollout", *GRPO)
     run_dir = prepare_run_dir(cfg)
     trainer = PPOTrainer(cfg, run_dir, show_progress=False)
     try:
         trainer.start()
+        # The engine's log-probs of its samples are the learner's: the forward that ppo.old_logprobs=rollout skips.
+        rollouts = trainer.generate([0, 1, 2, 3], 0)
+        batch = trainer.sequences(rollouts, [0, 1, 2, 3])
+        (exp,) = trainer.learner.run("experience", {k: batch[k] for k in ("input_ids", "attention_mask", "action_mask")})
+        sampled = action_values(rollouts.response_logprobs, batch["action_mask"])
+        assert (exp["old_logprobs"] - sampled).abs().max() < 1e-4
         row = trainer.step(1)
         data = trainer.state.buffer.data
         trainer.state.iteration = 1
@@ -31,6 +39,7 @@ def test_grpo_runs_without_a_critic(ray_local, ppo_config):
     finally:
         trainer.close()
     assert "old_values" not in data and not any(k.startswith("ppo/value") for k in row), sorted(row)
+    assert data["old_logprobs"][data["action_mask"].bool()].lt(0).all()  # the engine's, on every response token
     assert row["ppo/ppo_steps"] > 0 and "ppo/policy_loss" in row
     assert not (run_dir / "critic_init").exists()
     # GRPO: every response token of a row carries its row's advantage; within a prompt they average to 0.

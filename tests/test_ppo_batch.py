@@ -4,7 +4,7 @@ import torch
 from rlhf_ray.config import PPOConfig
 from rlhf_ray.models import load_policy
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
-from rlhf_ray.ppo.batch import make_sequences, sequence_logprobs, trim_padding
+from rlhf_ray.ppo.batch import action_values, make_sequences, sequence_logprobs, trim_padding
 
 
 def test_make_sequences_masks_exactly_the_response_predictions():
@@ -15,6 +15,14 @@ def test_make_sequences_masks_exactly_the_response_predictions():
     assert act.tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
     with pytest.raises(ValueError, match=r"empty responses at rows \[1\]"):
         make_sequences([[1], [2]], [[3], []], 0)
+
+
+def test_action_values_land_on_the_response_predictions():
+    _, _, act = make_sequences([[1, 2, 3], [7]], [[4, 5], [8, 9, 10]], pad_id=0)
+    out = action_values([[-0.5, -1.5], [-1.0, -2.0, -3.0]], act)
+    assert out.tolist() == [[0, 0, -0.5, -1.5], [-1.0, -2.0, -3.0, 0]]
+    with pytest.raises(ValueError, match="row 1: 2 values for 3 response tokens"):
+        action_values([[-0.5, -1.5], [-1.0, -2.0]], act)
 
 
 def test_trim_padding_cuts_shared_padding_only():

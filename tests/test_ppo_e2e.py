@@ -1,6 +1,9 @@
 """The whole PPO pipeline on a tiny model: 2 vLLM RolloutActors, RewardActors, a ZeRO-2 learner group of 2."""
 
+import json
+
 import pytest
+import torch
 
 from launch.driver import run_ppo
 from rlhf_ray.metrics import read_metrics
@@ -13,16 +16,29 @@ FIELDS = ["reward/mean", "reward/std", "kl/mean", "kl/coef", "response/length", 
           "time/sync_s", "perf/rollout_tokens_per_s", "perf/learn_tokens_per_s"]
 
 
-def test_ppo_raises_a_programmatic_reward(ray_local, ppo_config):
+def test_ppo_raises_a_programmatic_reward_with_one_step_off_policy_rollouts(ray_local, ppo_config):
+    """Each iteration's responses are generated while the learner trains on the previous ones (one update stale), and
+    PPO still learns; the checkpoint carries the responses generated ahead, which a resume needs."""
     targets = list(range(256))  # half the vocabulary: a random policy starts near 0.5
     cfg = ppo_config("learn", "reward.function=rlhf_ray.rewards:target_token_fraction",
                  f"reward.function_kwargs={{target_ids: {targets}}}", "ppo.iterations=8", "learner.actor_lr=1e-2",
                  "learner.critic_lr=2e-3", "ppo.kl_coef=0.0", "ppo.reward_norm=none", "rollout.temperature=1.0",
-                 "rollout.top_p=1.0", "rollout.repetition_penalty=1.0", "learner.ppo_epochs=4")
-    history = run_ppo(cfg, prepare_run_dir(cfg), show_progress=False)
+                 "rollout.top_p=1.0", "rollout.repetition_penalty=1.0", "learner.ppo_epochs=4",
+                 "rollout.one_step_off_policy=true", "run.checkpoint_every=4")
+    run_dir = prepare_run_dir(cfg)
+    history = run_ppo(cfg, run_dir, show_progress=False)
     rewards = [h["reward/mean"] for h in history]
     start, end = sum(rewards[:2]) / 2, sum(rewards[-2:]) / 2
     assert end > start + 0.1, rewards
+    # Iterations 1-7 generate the next one during their learn phase; the last has none to generate.
+    assert all("time/rollout_wait_s" in h for h in history[:-1]) and "time/rollout_wait_s" not in history[-1]
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").open()]
+    assert [s["step"] for s in samples] == [it for it in range(1, 9) for _ in range(32)]  # none lost or repeated
+    state = torch.load(run_dir / "checkpoints" / "iter_000004" / "driver_state.pt", weights_only=False)
+    prompts, rollouts = state["ahead"]
+    fifth = [s for s in samples if s["step"] == 5]
+    assert [prompts[i] for i in rollouts["prompt_index"]] == [s["prompt_index"] for s in fifth]
+    assert rollouts["texts"] == [s["response"] for s in fifth]
 
 
 def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, ppo_config, caplog):
@@ -50,3 +66,5 @@ def test_without_a_reward_the_run_trains_one_then_resume_reuses_it(ray_local, pp
     for row in rows:  # the trained RM scored both iterations, before and after the resume
         missing = [f for f in FIELDS if f not in row]
         assert not missing, f"iteration {row['step']} lacks {missing}"
+    # The run folder gets its reward/KL plot (and, with enough prompts per quarter, the rise test).
+    assert (run_dir / "reward_kl.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,14 +14,14 @@ pytest.importorskip("vllm")
 TOL = 1e-6  # measured: the resumed run is bit-identical (seeded vLLM sampling, ZeRO-2 AdamW states restored)
 
 
-def write_config(tmp_path, tiny_model_dir):
+def write_config(tmp_path, tiny_model_dir, one_step_off_policy=False):
     cfg = {
         "run": {"output_dir": str(tmp_path / "runs"), "checkpoint_every": 2, "keep_checkpoints": 3},
         "data": {"max_pairs": 64},
         "model": {"policy": str(tiny_model_dir)},
         "cluster": {"num_cpus": 6},
         "rollout": {"num_actors": 1, "max_model_len": 160, "max_new_tokens": 16, "n_samples": 4, "kv_cache_gib": 0.5,
-                    "temperature": 1.0, "top_p": 1.0},
+                    "temperature": 1.0, "top_p": 1.0, "one_step_off_policy": one_step_off_policy},
         "reward": {"function": "rlhf_ray.rewards:target_token_fraction", "function_kwargs": {"target_ids": list(range(256))}},
         # A large lr so that a lost AdamW state or a wrong data cursor shows in the metrics.
         "learner": {"world_size": 2, "zero_stage": 2, "micro_batch_size": 8, "actor_lr": 1e-2, "critic_lr": 2e-3},
@@ -34,8 +34,11 @@ def write_config(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.long  # the online-rounds resume test (test_online.py) kills and resumes the same way, inside a round
-def test_resume_after_kill_matches_the_straight_run(tiny_model_dir, tmp_path):
-    config = write_config(tmp_path, tiny_model_dir)
+@pytest.mark.parametrize("one_step_off_policy", [False, True], ids=["on_policy", "one_step_off_policy"])
+def test_resume_after_kill_matches_the_straight_run(tiny_model_dir, tmp_path, one_step_off_policy):
+    """One-step off-policy: iteration 3's responses, generated during iteration 2 by a policy the resumed run no longer
+    has, come back from the checkpoint."""
+    config = write_config(tmp_path, tiny_model_dir, one_step_off_policy)
     train(config, "straight")
 
     # Checkpoints land after iterations 2 and 4: hang after iteration 3's rows, then SIGKILL the whole job.

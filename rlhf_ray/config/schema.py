@@ -330,6 +330,11 @@ class PPOConfig(Section):
     whiten_advantages: bool | None = Field(
         None, description="Whiten advantages over the batch before the policy loss (None: the estimator's default: "
         "gae and reinforce_pp yes, grpo and rloo no, their advantages being normalised per prompt already).")
+    old_logprobs: Literal["learner", "rollout"] = Field(
+        "learner", description="The policy log-probs of the sampled tokens (the PPO ratio's denominator, the KL "
+        "penalty's policy term): learner = a forward of the current policy in the experience phase (the learner's own "
+        "numerics); rollout = the engine's, returned with the samples, as TRL takes them from generation: one forward "
+        "less; equal in fp32, off by the engine's rounding with a bf16 engine.")
     iterations: int = Field(10, ge=1, description="PPO iterations (rollout, score, learn, sync) to run; per round "
                             "with online.rounds > 1 (the run has rounds x iterations, numbered 1.. across rounds).")
     prompts_per_iteration: int = Field(8, ge=1, description="Prompts per iteration; each gets rollout.n_samples responses.")
@@ -379,6 +384,11 @@ class RolloutConfig(Section):
     )
     max_model_len: int = Field(1024, ge=16, description="vLLM context length (prompt + response).")
     kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE).")
+    one_step_off_policy: bool = Field(
+        False, description="Generate iteration k+1's responses while the learner runs iteration k's PPO epochs, with "
+        "the policy from before that update; the PPO ratio then divides by the rollout engine's log-probs (the policy "
+        "that sampled them). Pays where rollout and learner have their own devices; off: on-policy, one phase at a time."
+    )
 
 
 class ServeRMConfig(Section):

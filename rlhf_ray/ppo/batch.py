@@ -29,6 +29,18 @@ def make_sequences(prompt_ids: list[list[int]], response_ids: list[list[int]], p
     return input_ids, attention_mask, action_mask
 
 
+def action_values(values: list[list[float]], action_mask: torch.Tensor) -> torch.Tensor:
+    """Per-response-token values (e.g. the rollout engine's log-probs) placed at their action positions: [B, L-1],
+    0 elsewhere. Row b's list must hold one value per action position of row b."""
+    out = torch.zeros(action_mask.shape, dtype=torch.float32)
+    for b, row in enumerate(values):
+        positions = action_mask[b].nonzero().flatten()
+        if len(positions) != len(row):
+            raise ValueError(f"row {b}: {len(row)} values for {len(positions)} response tokens")
+        out[b, positions] = torch.tensor(row, dtype=torch.float32)
+    return out
+
+
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, temperature: float = 1.0,
                       with_entropy: bool = False, entropy_grad: bool = True, action_mask: torch.Tensor | None = None):
     """log p(token t+1 | tokens <= t) for t in [0, L-1): [B, L-1] (and the entropy per position).

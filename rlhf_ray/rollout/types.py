@@ -31,6 +31,7 @@ class Rollouts:
     response_logprobs: list[list[float]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     finish_reasons: list[str] = field(default_factory=list)  # "stop" (EOS) or "length" (max_tokens)
+    seconds: float = 0.0  # the engines' wall time generating these (the slowest engine's, once joined)
 
     def __len__(self) -> int:
         return len(self.response_ids)
@@ -56,6 +57,7 @@ def concat(parts: list[Rollouts]) -> Rollouts:
         out.texts += part.texts
         out.finish_reasons += part.finish_reasons
         offset += max(part.prompt_index, default=-1) + 1
+        out.seconds = max(out.seconds, part.seconds)
     return out
 
 
