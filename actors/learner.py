@@ -48,8 +48,10 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         # fused: one kernel over all parameters instead of ~10 per tensor (2-3x faster steps on CPU and GPU).
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.learner.weight_decay, fused=True)
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)
-        if self.world_size == 1:
-            engine.enable_backward_allreduce = False  # one rank: the all-reduce would only flatten and copy the grads
+        if self.world_size == 1 and self.zero_stage == 0:
+            # One rank, no ZeRO optimizer: the all-reduce would only flatten and copy the grads. (ZeRO 1-3 move the
+            # gradients into their partitions in that same step, so they keep it.)
+            engine.enable_backward_allreduce = False
         return engine
 
     def _engines(self) -> dict:
