@@ -253,14 +253,14 @@ class PPOTrainer:
         parts = shards.unpad(self.learner.run_zero_shards("experience", rows, shards, policy))
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    def fill_buffer(self, batch: dict, exp: dict, scores: torch.Tensor, rollouts: Rollouts | None = None):
+    def fill_buffer(self, batch: dict, exp: dict, scores: torch.Tensor, rollouts: Rollouts):
         """Per-token rewards (RM score at the last token, -beta*KL on every token), advantages and returns (the
         estimator's; critic-free ones group the rows by prompt); the buffer then holds this iteration's experiences
         (refilled every iteration). The policy log-probs of the KL penalty come from ppo.old_logprobs; the PPO
         ratio's denominator too, except with rollout.one_step_off_policy: then it is the sampling policy's (the
         engine's log-probs, one update older), and the ratio corrects for the staleness."""
         sampled = None  # the engine's log-probs of its samples, placed on the response tokens, where they are used
-        if rollouts is not None and (self.cfg.rollout.one_step_off_policy or "old_logprobs" not in exp):
+        if self.cfg.rollout.one_step_off_policy or "old_logprobs" not in exp:
             sampled = action_values(rollouts.response_logprobs, batch["action_mask"])
         logprobs = exp["old_logprobs"] if "old_logprobs" in exp else sampled
         values = exp.get("old_values", torch.zeros_like(logprobs))  # no critic: values unused
