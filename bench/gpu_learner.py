@@ -40,11 +40,13 @@ SHAPES = {
 def build(shape: dict, device: str):
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
+    from rlhf_ray.models import as_value_model
+
     config = LlamaConfig(max_position_embeddings=4096, pad_token_id=0, num_labels=1, **shape)
     torch.manual_seed(0)
     policy = LlamaForCausalLM(config).to(device)
     reference = LlamaForCausalLM(config).to(device).eval().requires_grad_(False)
-    critic = LlamaForSequenceClassification(config).to(device)
+    critic = as_value_model(LlamaForSequenceClassification(config).to(device))
     return config, policy, reference, critic
 
 

@@ -13,7 +13,8 @@ Per repetition it runs `rlhf-ray train` and then TRL's PPOTrainer (`bench/trl_pp
 that has one, in its own virtual environment made on first use with pip, so the project's pins stay untouched), each a
 fresh process; the first iteration of each is warm-up
 and left out. Then rlhf_ray alone in variants (each critic-free estimator; one-step off-policy rollout overlapping
-learning), and first of all a standalone vLLM engine against a RolloutActor
+learning; each of its speed-ups undone: the padded learner, the learner's own old log-probs, object-store sync), and
+first of all a standalone vLLM engine against a RolloutActor
 on the same requests (bench/vllm_standalone.py). Measured, per system: seconds per iteration, samples/s, per-phase seconds (rlhf_ray), peak memory (PSS
 summed over the process tree, sampled every second); the ratio TRL/rlhf_ray per repetition (min/median/max); the
 RolloutActor's generated tokens/s over the standalone engine's; weight sync's share of the iteration; the learn and
@@ -41,12 +42,13 @@ sys.path.insert(0, str(REPO))
 
 TRL_VERSION = "1.12.0"  # the last TRL with a PPOTrainer (trl.experimental.ppo); 1.13-1.16 ship none
 PHASES = ("rollout", "score", "experience", "learn", "sync")
-# rlhf_ray alone, each beside the default (gae, on-policy, learner log-probs, object-store sync): the critic-free
-# estimators, the overlapped rollout, the engine's log-probs (no policy forward, as TRL), the collective weight sync.
+# rlhf_ray alone, each beside the default (the quickstart's settings with gae: padding-free learner, the engine's
+# log-probs, collective sync): the critic-free estimators, the overlapped rollout, and each speed-up undone.
 VARIANTS = {"grpo": ["ppo.advantage_estimator=grpo"], "rloo": ["ppo.advantage_estimator=rloo"],
             "reinforce_pp": ["ppo.advantage_estimator=reinforce_pp"],
             "one_step_off_policy": ["rollout.one_step_off_policy=true"],
-            "old_logprobs_rollout": ["ppo.old_logprobs=rollout"], "collective_sync": ["sync.transport=collective"]}
+            "padded_learner": ["learner.padding_free=false"], "old_logprobs_learner": ["ppo.old_logprobs=learner"],
+            "object_store_sync": ["sync.transport=object_store"]}
 
 
 class TreeMemory:
@@ -114,12 +116,14 @@ def trl_python(venv: Path, version: str) -> Path:
 def workload(args, work: Path) -> dict:
     """The quickstart config with the benchmark's sampling, the shared RM folder, and the exact prompt tokens that
     rlhf_ray's iterations will take (its seeded prompt order), for TRL's dataset."""
-    from launch.trainer import prompt_token_ids
+    from launch.trainer import prompt_order, prompt_token_ids
     from rlhf_ray.config import load_config
     from rlhf_ray.models import load_tokenizer, reward_model_from_lm
     from rlhf_ray.models.assets import resolve_model
 
-    overrides = ["rollout.temperature=1.0", "rollout.top_p=1.0", "rollout.repetition_penalty=1.0",
+    # gae: TRL's PPO trains a critic, so the equal setting has one too, whatever estimator the quickstart picks.
+    overrides = ["ppo.advantage_estimator=gae", "rollout.temperature=1.0", "rollout.top_p=1.0",
+                 "rollout.repetition_penalty=1.0",
                  f"ppo.iterations={args.iterations}", "run.checkpoint_every=1000", f"run.output_dir={work}/runs"]
     cfg = load_config(REPO / "configs" / "quickstart.yaml", overrides)
     policy = resolve_model(cfg.model.policy)
@@ -130,7 +134,7 @@ def workload(args, work: Path) -> dict:
         reward_model_from_lm(policy, pad_token_id=tokenizer.pad_token_id).save_pretrained(rm)
         tokenizer.save_pretrained(rm)
     prompts = prompt_token_ids(cfg, tokenizer)
-    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
+    order = prompt_order(cfg, len(prompts))
     per_iter, n = cfg.ppo.prompts_per_iteration, cfg.rollout.n_samples
     used = [prompts[order[i % len(order)]] for i in range(per_iter * args.iterations)]
     trl_rows = work / "trl_prompts.jsonl"  # TRL: one response per prompt, so each prompt n times, iteration by iteration
@@ -365,7 +369,7 @@ def main() -> None:
             print(f"bench: repetition {rep + 1}/{args.reps}: TRL", flush=True)
             theirs.append(run_trl(w, work, f"trl_{stamp}_{rep}", python, args.threads))
             print(f"bench:   {theirs[-1]['median_iteration_s']:.1f} s/iteration", flush=True)
-    default = {"gae": {"median_iteration_s": statistics.median(x["median_iteration_s"] for x in ours),
+    default = {"default": {"median_iteration_s": statistics.median(x["median_iteration_s"] for x in ours),
                        "phase_s": ours[0]["phase_s"], "peak_gib": max(x["peak_gib"] for x in ours)}}
     precision = resolve_precision(w["cfg"].model.mixed_precision).mode
     rates = learner_rates(ours[0], w)

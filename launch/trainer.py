@@ -135,7 +135,7 @@ class PPOTrainer:
         self.metrics = MetricsLogger(self.run_dir, purge_step=self.state.iteration + 1)
         if cfg.run.save_samples:
             self.samples = open(self.run_dir / "samples.jsonl", "a", encoding="utf-8")
-        self.order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
+        self.order = prompt_order(cfg, len(self.prompts))
 
     def close(self) -> None:
         """Free the actors and placement groups (a cluster outlives this driver); safe after a failed start."""
@@ -318,6 +318,12 @@ def rl_prompt_rows(cfg: Config):
         raise ValueError("no RL prompts: the configured data gave no training pairs"
                          + (f" listed in data.rl_prompts={cfg.data.rl_prompts}" if cfg.data.rl_prompts else ""))
     return prompts
+
+
+def prompt_order(cfg: Config, n_prompts: int) -> list[int]:
+    """The order in which PPO takes the RL prompts, cycled: a permutation seeded by run.seed, cut to ppo.prompt_pool."""
+    order = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(cfg.run.seed)).tolist()
+    return order[: cfg.ppo.prompt_pool]
 
 
 def prompt_token_ids(cfg: Config, tokenizer, rows=None) -> list[list[int]]:

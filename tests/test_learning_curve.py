@@ -16,13 +16,18 @@ REPO = Path(__file__).resolve().parent.parent
 def test_prompt_means_average_each_prompts_samples_per_iteration():
     rows = [{"step": 1, "prompt_index": 7, "score": 1.0}, {"step": 1, "prompt_index": 7, "score": 3.0},
             {"step": 1, "prompt_index": 2, "score": -1.0}, {"step": 2, "prompt_index": 7, "score": 5.0}]
-    assert prompt_means(rows) == {1: [-1.0, 2.0], 2: [5.0]}
+    assert prompt_means(rows) == {1: {2: -1.0, 7: 2.0}, 2: {7: 5.0}}
+
+
+def units_of(means: dict[int, list[float]]) -> dict[int, dict[int, float]]:
+    """Prompt means with a new prompt in every slot (no prompt seen twice: the Welch comparison)."""
+    return {step: {100 * step + i: m for i, m in enumerate(values)} for step, values in means.items()}
 
 
 def test_reward_rise_by_hand():
     # 4 iterations: quarter = 1. First [0, 1]: mean 0.5, var 0.5; last [2, 3]: mean 2.5, var 0.5.
-    rise = reward_rise({1: [0.0, 1.0], 2: [9.0, 9.0], 3: [-9.0, -9.0], 4: [2.0, 3.0]})
-    assert rise["quarter"] == 1 and rise["first_mean"] == 0.5 and rise["last_mean"] == 2.5
+    rise = reward_rise(units_of({1: [0.0, 1.0], 2: [9.0, 9.0], 3: [-9.0, -9.0], 4: [2.0, 3.0]}))
+    assert rise["test"] == "welch" and rise["quarter"] == 1 and rise["first_mean"] == 0.5 and rise["last_mean"] == 2.5
     assert rise["standard_error"] == pytest.approx(math.sqrt(0.5 / 2 + 0.5 / 2))
     assert rise["z"] == pytest.approx(2 / math.sqrt(0.5)) and rise["rises"]  # 2.83 standard errors
     assert "rises beyond noise" in describe_rise(rise)
@@ -31,15 +36,29 @@ def test_reward_rise_by_hand():
 def test_a_rise_within_two_standard_errors_is_not_called_a_rise():
     # 8 iterations: quarters of 2; first [0, 1, 0, 1] mean 0.5, last [0.5, 1.5, 0.5, 1.5] mean 1.0, se 0.41.
     units = {1: [0.0, 1.0], 2: [0.0, 1.0], **{i: [5.0, 5.0] for i in range(3, 7)}, 7: [0.5, 1.5], 8: [0.5, 1.5]}
-    rise = reward_rise(units)
+    rise = reward_rise(units_of(units))
     assert rise["quarter"] == 2 and rise["difference"] == pytest.approx(0.5)
     assert rise["standard_error"] == pytest.approx(math.sqrt(1 / 3 / 4 + 1 / 3 / 4))
     assert not rise["rises"] and "does not rise" in describe_rise(rise)
 
 
+def test_the_same_prompts_in_both_quarters_are_paired():
+    # Prompts 1-3 in iterations 1 and 4 (quarter = 1). Their difficulty differs by far more than the change (+0.1,
+    # +0.2, +0.3): paired, the mean change 0.2 has standard error 0.1 / sqrt(3); Welch's would be about 10.
+    units = {1: {1: 0.0, 2: 10.0, 3: -10.0}, 2: {4: 0.0}, 3: {5: 0.0}, 4: {1: 0.1, 2: 10.2, 3: -9.7}}
+    rise = reward_rise(units)
+    assert rise["test"] == "paired" and rise["first_n"] == rise["last_n"] == 3
+    assert rise["difference"] == pytest.approx(0.2)
+    assert rise["standard_error"] == pytest.approx(0.1 / math.sqrt(3))
+    assert rise["rises"] and "the same 3 prompts, paired" in describe_rise(rise)
+    # One prompt differs: no pairing, and the prompts' spread swamps the change.
+    units[4] = {1: 0.1, 2: 10.2, 6: -9.7}
+    assert reward_rise(units)["test"] == "welch" and not reward_rise(units)["rises"]
+
+
 def test_reward_rise_needs_two_iterations():
     with pytest.raises(ValueError, match="at least 2 iterations"):
-        reward_rise({1: [0.0, 1.0]})
+        reward_rise(units_of({1: [0.0, 1.0]}))
 
 
 def test_write_learning_report_writes_the_plot_and_the_test(tmp_path):

@@ -101,6 +101,7 @@ def test_critic_starts_from_the_rm_and_reads_every_token(rm_dir, tok):
     mask = torch.ones_like(seq)
     values = token_values(critic, seq, mask)
     assert values.shape == seq.shape
+    assert torch.equal(critic(seq, mask), values)  # called, as a DeepSpeed engine calls it: the same values
     assert torch.allclose(values[:, -1], sequence_rewards(critic, seq, mask), atol=1e-5)
 
 

@@ -1,10 +1,18 @@
 import pytest
 import torch
 
-from rlhf_ray.config import PPOConfig
+from rlhf_ray.algorithms import aggregate
+from rlhf_ray.config import LearnerConfig, PPOConfig
 from rlhf_ray.models import load_policy
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
-from rlhf_ray.ppo.batch import action_values, make_sequences, sequence_logprobs, trim_padding
+from rlhf_ray.ppo.batch import (
+    action_values,
+    make_sequences,
+    row_loss_weights,
+    sequence_logprobs,
+    trim_padding,
+)
+from rlhf_ray.ppo.update import actor_loss
 
 
 def test_make_sequences_masks_exactly_the_response_predictions():
@@ -63,6 +71,43 @@ def test_logprobs_from_the_first_action_on_equal_the_full_head(tiny_model_dir):
     first = 2  # row 1's prompt has 3 tokens: its first action is at position 2
     assert (cut[:, :first] == 0).all() and not (full[:, :first] == 0).all()
 
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
+def test_row_loss_weights_rebuild_the_batch_loss(agg):
+    loss, mask = torch.randn(3, 6), torch.tensor([[1, 1, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]])
+    w = row_loss_weights(mask, agg)
+    rebuilt = sum(w[b] * aggregate(loss[b : b + 1], mask[b : b + 1], agg) for b in range(3))
+    assert rebuilt.item() == pytest.approx(aggregate(loss, mask, agg).item(), abs=1e-6)
+    assert w[2] == 0  # a row without response tokens adds nothing
+    assert w.tolist() == pytest.approx([2 / 7, 5 / 7, 0] if agg == "token_mean" else [0.5, 0.5, 0])
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
+def test_padding_free_rows_give_the_padded_batch_gradient(tiny_model_dir, agg):
+    """learner.padding_free: rows one at a time, cut to their own length, losses weighted by row_loss_weights: the
+    gradient of the padded micro-batch (whose rows differ in length by 5 tokens), not an approximation of it."""
+    ids, attn, act = make_sequences([[5, 6, 7, 8, 9, 10, 11], [9, 10], [12, 13, 14]], [[11, 12], [13, 14, 15, 16], [20]],
+                                    pad_id=0)
+    g = torch.Generator().manual_seed(0)
+    batch = {"input_ids": ids, "attention_mask": attn, "action_mask": act,
+             "old_logprobs": -torch.rand(act.shape, generator=g) - 3, "advantages": torch.randn(act.shape, generator=g)}
+    ppo, learner = PPOConfig(loss_agg=agg), LearnerConfig()
+
+    def grads(pieces):
+        model = load_policy(tiny_model_dir)
+        for piece, weight in pieces:
+            (actor_loss(model, trim_padding(piece), ppo, learner)[0] * weight).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    padded = grads([(batch, 1.0)])
+    shares = row_loss_weights(act, agg).tolist()
+    rows = grads([({k: v[b : b + 1] for k, v in batch.items()}, shares[b]) for b in range(3)])
+    assert padded.abs().max() > 1e-3
+    assert torch.allclose(rows, padded, atol=1e-6, rtol=1e-4)
+    other = row_loss_weights(act, "seq_mean_token_mean" if agg == "token_mean" else "token_mean").tolist()
+    wrong = grads([({k: v[b : b + 1] for k, v in batch.items()}, other[b]) for b in range(3)])
+    assert not torch.allclose(wrong, padded, atol=1e-6, rtol=1e-4)  # the weights matter: the other rule's are wrong
 
 def test_compute_targets_hand_values():
     # One row: prompt 2 tokens, response 2 tokens -> action positions 1 and 2 of T=3.

@@ -1,11 +1,22 @@
-"""PPOTrainer: a buffer filter's rows are exactly what the learner group trains on, on ZeRO-2 and ZeRO-3 groups of 2."""
+"""PPOTrainer: a buffer filter's rows are exactly what the learner group trains on, on ZeRO-2 and ZeRO-3 groups of 2;
+the seeded prompt order and its pool."""
 
 import pytest
 
-from launch.trainer import PPOTrainer
+from launch.trainer import PPOTrainer, prompt_order
+from rlhf_ray.config import Config
 from rlhf_ray.run_dir import prepare_run_dir
 
 pytest.importorskip("vllm")
+
+
+def test_prompt_order_is_seeded_and_cut_to_the_pool():
+    every = prompt_order(Config.model_validate({"run": {"seed": 3}}), 50)
+    assert sorted(every) == list(range(50)) and every != list(range(50))
+    assert prompt_order(Config.model_validate({"run": {"seed": 3}}), 50) == every  # the seed decides it
+    assert prompt_order(Config.model_validate({"run": {"seed": 4}}), 50) != every
+    pool = Config.model_validate({"run": {"seed": 3}, "ppo": {"prompt_pool": 12}})
+    assert prompt_order(pool, 50) == every[:12]  # the trainer cycles through these 12
 
 
 # Both stages long: the SEAM filter test (test_seam_online.py) drives the same hook on a ZeRO-3 group, uneven shards.

@@ -3,6 +3,7 @@
 from .loading import load_critic, load_policy, load_reference, load_reward_model, load_tokenizer
 from .reward_model import (
     add_layer_dropout,
+    as_value_model,
     reward_model_from_lm,
     rm_sequence,
     score_sequences,
@@ -12,6 +13,6 @@ from .reward_model import (
 from .tiny import build_tiny_llama, build_tiny_tokenizer
 
 __all__ = [
-    "add_layer_dropout", "build_tiny_llama", "build_tiny_tokenizer", "load_critic", "load_policy", "load_reference",
+    "add_layer_dropout", "as_value_model", "build_tiny_llama", "build_tiny_tokenizer", "load_critic", "load_policy", "load_reference",
     "load_reward_model", "load_tokenizer", "reward_model_from_lm", "rm_sequence", "score_sequences", "sequence_rewards", "token_values",
 ]

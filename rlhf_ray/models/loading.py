@@ -39,5 +39,8 @@ def load_reward_model(path: str | Path, dtype: str = "float32", trainable: bool 
 
 
 def load_critic(reward_model_path: str | Path, dtype: str = "float32") -> PreTrainedModel:
-    """The critic starts from the reward model's weights (MOSS; Secrets of RLHF II App. B.2)."""
-    return load_reward_model(reward_model_path, dtype, trainable=True)
+    """The critic starts from the reward model's weights (MOSS; Secrets of RLHF II App. B.2); calling it gives the
+    value of every position (as_value_model)."""
+    from .reward_model import as_value_model
+
+    return as_value_model(load_reward_model(reward_model_path, dtype, trainable=True))

@@ -6,6 +6,7 @@ from the attention mask (not from pad ids), so padding on either side and pad ==
 The critic is the same network read at every token.
 """
 
+import functools
 from pathlib import Path
 
 import torch
@@ -51,6 +52,14 @@ def sequence_rewards(
 def token_values(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Critic values V(s_t) at every position [B, T] (the critic starts as a copy of the RM)."""
     return _head(model)(_hidden_states(model, input_ids, attention_mask)).squeeze(-1).float()
+
+
+def as_value_model(model: PreTrainedModel) -> PreTrainedModel:
+    """The critic: this RM, called as critic(input_ids, attention_mask) -> token values [B, T]. A DeepSpeed engine
+    counts micro-steps and sets ZeRO's gradient-accumulation boundary in its own forward, so the critic must be
+    called through it, not read through its submodules. Weights, state dict and save_pretrained stay the RM's."""
+    model.forward = functools.partial(token_values, model)  # an instance attribute: nn.Module calls it
+    return model
 
 
 def rm_sequence(prompt_ids: list[int], response_ids: list[int], eos_id: int) -> list[int]:

@@ -4,7 +4,6 @@ import torch
 
 from ..algorithms import POLICY_LOSSES, clipped_value_loss, masked_mean
 from ..config import LearnerConfig, PPOConfig
-from ..models import token_values
 from .batch import sequence_logprobs
 
 
@@ -23,8 +22,9 @@ def actor_loss(policy, mb: dict[str, torch.Tensor], ppo: PPOConfig, learner: Lea
 
 
 def critic_loss(critic, mb: dict[str, torch.Tensor], ppo: PPOConfig):
-    """Clipped value loss; V at position t is the value of the state before response token t+1."""
-    values = token_values(critic, mb["input_ids"], mb["attention_mask"])[:, :-1]
+    """Clipped value loss; V at position t is the value of the state before response token t+1. critic: a value
+    model (rlhf_ray.models.as_value_model), or the DeepSpeed engine around one."""
+    values = critic(mb["input_ids"], mb["attention_mask"])[:, :-1]
     loss, stats = clipped_value_loss(values, mb["old_values"], mb["returns"], mb["action_mask"], clip=ppo.value_clip,
                                      agg=ppo.loss_agg)
     return loss, stats | {"value_loss": loss.detach()}
