@@ -13,7 +13,7 @@ Per repetition it runs `rlhf-ray train` and then TRL's PPOTrainer (`bench/trl_pp
 that has one, in its own virtual environment made on first use with pip, so the project's pins stay untouched), each a
 fresh process; the first iteration of each is warm-up
 and left out. Then rlhf_ray alone in variants (each critic-free estimator; one-step off-policy rollout overlapping
-learning; each of its speed-ups undone: the padded learner, the learner's own old log-probs, object-store sync), and
+learning; padding-free updates; each speed-up undone: the learner's own old log-probs, object-store sync), and
 first of all a standalone vLLM engine against a RolloutActor
 on the same requests (bench/vllm_standalone.py). Measured, per system: seconds per iteration, samples/s, per-phase seconds (rlhf_ray), peak memory (PSS
 summed over the process tree, sampled every second); the ratio TRL/rlhf_ray per repetition (min/median/max); the
@@ -42,12 +42,12 @@ sys.path.insert(0, str(REPO))
 
 TRL_VERSION = "1.12.0"  # the last TRL with a PPOTrainer (trl.experimental.ppo); 1.13-1.16 ship none
 PHASES = ("rollout", "score", "experience", "learn", "sync")
-# rlhf_ray alone, each beside the default (the quickstart's settings with gae: padding-free learner, the engine's
-# log-probs, collective sync): the critic-free estimators, the overlapped rollout, and each speed-up undone.
+# rlhf_ray alone, each beside the default (the quickstart's settings with gae: the engine's log-probs, collective
+# sync): the critic-free estimators, the overlapped rollout, padding-free updates, and each speed-up undone.
 VARIANTS = {"grpo": ["ppo.advantage_estimator=grpo"], "rloo": ["ppo.advantage_estimator=rloo"],
             "reinforce_pp": ["ppo.advantage_estimator=reinforce_pp"],
             "one_step_off_policy": ["rollout.one_step_off_policy=true"],
-            "padded_learner": ["learner.padding_free=false"], "old_logprobs_learner": ["ppo.old_logprobs=learner"],
+            "padding_free": ["learner.padding_free=true"], "old_logprobs_learner": ["ppo.old_logprobs=learner"],
             "object_store_sync": ["sync.transport=object_store"]}
 
 
