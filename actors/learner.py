@@ -7,11 +7,12 @@ the same number of rows (ZeroShards pads the shorter shards), so every rank runs
 
 import torch
 
+from rlhf_ray.algorithms import row_loss_weights
 from rlhf_ray.config import LearnerConfig, PPOConfig
 from rlhf_ray.device import autocast, torch_device
 from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_critic, load_policy, load_reference
-from rlhf_ray.ppo.batch import row_loss_weights, sequence_logprobs, trim_padding
+from rlhf_ray.ppo.batch import sequence_logprobs, trim_padding
 from rlhf_ray.ppo.update import actor_loss, critic_loss
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.weight_codec import unpack_state_dict
@@ -46,9 +47,8 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
 
         size = self.learner.micro_batch_size
         # padding_free: one sequence per forward, DeepSpeed accumulating a step's micro_batch_size of them.
-        ds = (deepspeed_config(self.zero_stage, 1, self.world_size, self.learner.grad_clip, grad_accum=size)
-              if self.learner.padding_free else
-              deepspeed_config(self.zero_stage, size, self.world_size, self.learner.grad_clip))
+        micro, accum = (1, size) if self.learner.padding_free else (size, 1)
+        ds = deepspeed_config(self.zero_stage, micro, self.world_size, self.learner.grad_clip, grad_accum=accum)
         # fused: one kernel over all parameters instead of ~10 per tensor (2-3x faster steps on CPU and GPU).
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=self.learner.weight_decay, fused=True)
         engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds)

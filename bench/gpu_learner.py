@@ -69,7 +69,6 @@ def optimizer_step(model, optimizer, loss) -> None:
 def measure(name: str, args, device: str, precision: str) -> dict:
     from rlhf_ray.config import LearnerConfig, PPOConfig
     from rlhf_ray.device import autocast
-    from rlhf_ray.models import token_values
     from rlhf_ray.ppo.batch import sequence_logprobs
     from rlhf_ray.ppo.update import actor_loss, critic_loss
 
@@ -88,7 +87,7 @@ def measure(name: str, args, device: str, precision: str) -> dict:
         with torch.no_grad(), autocast(precision):
             old = sequence_logprobs(policy, mb["input_ids"], mb["attention_mask"], action_mask=mb["action_mask"])
             sequence_logprobs(reference, mb["input_ids"], mb["attention_mask"], action_mask=mb["action_mask"])
-            values = token_values(critic, mb["input_ids"], mb["attention_mask"])[:, :-1]
+            values = critic(mb["input_ids"], mb["attention_mask"])[:, :-1]
         sync()
         t1 = time.perf_counter()
         mb |= {"old_logprobs": old.float(), "old_values": values.float(),

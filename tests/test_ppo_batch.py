@@ -1,17 +1,11 @@
 import pytest
 import torch
 
-from rlhf_ray.algorithms import aggregate
+from rlhf_ray.algorithms import aggregate, row_loss_weights
 from rlhf_ray.config import LearnerConfig, PPOConfig
 from rlhf_ray.models import load_policy
 from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl
-from rlhf_ray.ppo.batch import (
-    action_values,
-    make_sequences,
-    row_loss_weights,
-    sequence_logprobs,
-    trim_padding,
-)
+from rlhf_ray.ppo.batch import action_values, make_sequences, sequence_logprobs, trim_padding
 from rlhf_ray.ppo.update import actor_loss
 
 
@@ -72,7 +66,6 @@ def test_logprobs_from_the_first_action_on_equal_the_full_head(tiny_model_dir):
     assert (cut[:, :first] == 0).all() and not (full[:, :first] == 0).all()
 
 
-
 @pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
 def test_row_loss_weights_rebuild_the_batch_loss(agg):
     loss, mask = torch.randn(3, 6), torch.tensor([[1, 1, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]])
@@ -108,6 +101,7 @@ def test_padding_free_rows_give_the_padded_batch_gradient(tiny_model_dir, agg):
     other = row_loss_weights(act, "seq_mean_token_mean" if agg == "token_mean" else "token_mean").tolist()
     wrong = grads([({k: v[b : b + 1] for k, v in batch.items()}, other[b]) for b in range(3)])
     assert not torch.allclose(wrong, padded, atol=1e-6, rtol=1e-4)  # the weights matter: the other rule's are wrong
+
 
 def test_compute_targets_hand_values():
     # One row: prompt 2 tokens, response 2 tokens -> action positions 1 and 2 of T=3.

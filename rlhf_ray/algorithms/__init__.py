@@ -22,7 +22,7 @@ from .masked import (
     masked_whiten,
 )
 from .outcome_advantages import grpo_advantages, reinforce_pp_advantages, rloo_advantages, sequence_returns
-from .ppo_loss import aggregate, clipped_value_loss, ppo_policy_loss
+from .ppo_loss import aggregate, clipped_value_loss, ppo_policy_loss, row_loss_weights
 from .preference_strength import (
     adaptive_margin,
     apply_flip,
@@ -42,7 +42,7 @@ __all__ = [
     "grpo_advantages", "reinforce_pp_advantages", "rloo_advantages", "sequence_returns",
     "kl_k1", "kl_k2", "kl_k3", "kl_penalty", "last_token_index", "logprobs_from_logits",
     "make_kl_controller", "masked_mean", "masked_sum", "masked_var", "masked_whiten", "normalize_scores",
-    "ppo_policy_loss", "preference_accuracy", "shape_token_rewards",
+    "ppo_policy_loss", "preference_accuracy", "row_loss_weights", "shape_token_rewards",
     # Secrets of RLHF II reward-model methods
     "CONTRASTIVE_PRESETS", "ContrastiveConfig", "adaptive_margin", "apply_flip", "contrastive_inputs",
     "contrastive_loss", "flip_bottom", "flipped_strength", "preference_strength", "simcse_loss", "sinkhorn",

@@ -13,7 +13,23 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str = "token_mean") 
     if mode == "seq_mean_token_mean":
         has_tokens = (mask.sum(-1) > 0).to(loss.dtype)
         return (masked_mean(loss, mask, dim=-1) * has_tokens).sum() / has_tokens.sum().clamp(min=1.0)
-    raise ValueError(f"unknown loss aggregation {mode!r}; choose 'token_mean' or 'seq_mean_token_mean'")
+    raise _unknown_aggregation(mode)
+
+
+def row_loss_weights(mask: torch.Tensor, mode: str = "token_mean") -> torch.Tensor:
+    """Weights w [B] with sum_b w[b] * aggregate(loss[b:b+1], mask[b:b+1], mode) == aggregate(loss, mask, mode): a
+    batch's loss from its rows taken one at a time (padding-free updates accumulate their gradients so)."""
+    tokens = mask.sum(-1).to(torch.float64)
+    if mode == "token_mean":
+        return (tokens / tokens.sum().clamp(min=1.0)).float()
+    if mode == "seq_mean_token_mean":
+        has_tokens = (tokens > 0).to(torch.float64)
+        return (has_tokens / has_tokens.sum().clamp(min=1.0)).float()
+    raise _unknown_aggregation(mode)
+
+
+def _unknown_aggregation(mode: str) -> ValueError:
+    return ValueError(f"unknown loss aggregation {mode!r}; choose 'token_mean' or 'seq_mean_token_mean'")
 
 
 @POLICY_LOSSES.register("ppo_clip")

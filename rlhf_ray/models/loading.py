@@ -10,6 +10,7 @@ from transformers import (
 )
 
 from ..device import torch_dtype
+from .reward_model import as_value_model
 
 
 def load_tokenizer(path: str | Path, padding_side: str = "right"):
@@ -41,6 +42,4 @@ def load_reward_model(path: str | Path, dtype: str = "float32", trainable: bool 
 def load_critic(reward_model_path: str | Path, dtype: str = "float32") -> PreTrainedModel:
     """The critic starts from the reward model's weights (MOSS; Secrets of RLHF II App. B.2); calling it gives the
     value of every position (as_value_model)."""
-    from .reward_model import as_value_model
-
     return as_value_model(load_reward_model(reward_model_path, dtype, trainable=True))

@@ -78,14 +78,3 @@ def trim_padding(mb: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     width = max(int(mb["attention_mask"].sum(1).max()), 2)
     return {k: v if v.dim() < 2 else v[:, :width] if v.shape[1] == full else v[:, : width - 1] for k, v in mb.items()}
 
-
-def row_loss_weights(action_mask: torch.Tensor, agg: str) -> torch.Tensor:
-    """Weights w [B] with sum_b w[b] * aggregate(loss[b:b+1], mask[b:b+1], agg) == aggregate(loss, mask, agg): the
-    micro-batch's loss from its rows taken one at a time (padding-free updates accumulate gradients so)."""
-    tokens = action_mask.sum(-1).to(torch.float64)
-    if agg == "token_mean":
-        return (tokens / tokens.sum().clamp(min=1.0)).float()
-    if agg == "seq_mean_token_mean":
-        has_tokens = (tokens > 0).to(torch.float64)
-        return (has_tokens / has_tokens.sum().clamp(min=1.0)).float()
-    raise ValueError(f"unknown loss aggregation {agg!r}; choose 'token_mean' or 'seq_mean_token_mean'")
