@@ -1,30 +1,36 @@
 """What every DeepSpeed actor group needs: start-up around a rendezvous on rank 0, and ZeRO-3 gathers."""
 
 import os
-import socket
 from contextlib import contextmanager
+from datetime import timedelta
 
 import ray
 
 from rlhf_ray.config import ResourceSpec
 from rlhf_ray.device import dist_backend
+from rlhf_ray.rendezvous import open_port, tcp_store
 
 from .group import ActorGroup
 
 
 def node_address() -> tuple[str, int]:
-    """This node's IP and a free port, for rank 0 to host the process group."""
-    with socket.socket() as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
-    return ray.util.get_node_ip_address(), port
+    """This node's Ray address (127.0.0.1 on a local run) and a port listening there only, for this actor to host a
+    process group's store as its rank 0."""
+    ip = ray.util.get_node_ip_address()
+    return ip, open_port(ip)
 
 
 def init_process_group(addr: str, port: int, rank: int, world_size: int) -> None:
     """One DeepSpeed job over Ray actors: gloo on CPU, NCCL on GPU (rlhf_ray.device)."""
     import deepspeed
+    import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0")
+    # Our store, on the port rank 0 holds (DeepSpeed's env:// rendezvous would listen on every interface); DeepSpeed
+    # then adopts the initialised group. 30 minutes: torch's and DeepSpeed's default.
+    timeout = timedelta(minutes=30)
+    dist.init_process_group(dist_backend(), rank=rank, world_size=world_size, timeout=timeout,
+                            store=tcp_store(addr, port, rank, world_size, timeout))
     if dist_backend() == "gloo":
         # Only DeepSpeed's inference all-reduce uses its CPU shm op, and its JIT build takes minutes on 2 cores, again
         # whenever another ninja last touched the shared torch_extensions folder: never build it for training.

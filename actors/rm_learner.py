@@ -21,7 +21,7 @@ from rlhf_ray.models import (
     reward_model_from_lm,
     score_sequences,
 )
-from rlhf_ray.run_dir import rng_state, set_rng_state
+from rlhf_ray.run_dir import load_state, rng_state, set_rng_state
 from rlhf_ray.training.checkpoint import save_hf_atomic
 from rlhf_ray.training.deepspeed_config import deepspeed_config
 from rlhf_ray.training.rm_loss import RMTrainModule, contrastive_settings, rm_micro_batch_loss
@@ -224,7 +224,7 @@ class RMLearnerActor(NodePrecision, WeightSource):
             raise FileNotFoundError(f"no DeepSpeed RM state under {ckpt_dir}")
         if client["pairs"] != len(self.pairs):
             raise RuntimeError(f"{ckpt_dir}: saved with {client['pairs']} pairs, this learner holds {len(self.pairs)}")
-        set_rng_state(torch.load(f"{ckpt_dir}/rng_rank{self.rank}.pt", weights_only=False))
+        set_rng_state(load_state(f"{ckpt_dir}/rng_rank{self.rank}.pt"))
         if self.ascent and client["ascent"]:
             self.ascent.load_state_dict(client["ascent"])
 

@@ -12,7 +12,7 @@ from rlhf_ray.algorithms import RunningMoments
 from rlhf_ray.config import Config, dump_config
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
 from rlhf_ray.rollout.types import Rollouts
-from rlhf_ray.run_dir import rng_state, set_rng_state
+from rlhf_ray.run_dir import load_state, rng_state, set_rng_state
 from rlhf_ray.training.checkpoint import DRIVER_STATE, checkpoint_iteration, commit_checkpoint, staging_dir
 
 log = logging.getLogger("rlhf_ray.checkpoint")
@@ -58,7 +58,7 @@ def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner:
 def restore_ppo_checkpoint(ckpt: Path, cfg: Config, state: DriverState, learner: ActorGroup) -> None:
     """Load a committed checkpoint into the learner group and `state`; warn about config changes that matter."""
     warn_config_changes(ckpt, cfg)
-    saved = torch.load(ckpt / DRIVER_STATE, weights_only=False)  # our own file: RNG states are numpy objects
+    saved = load_state(ckpt / DRIVER_STATE)
     if saved["iteration"] != checkpoint_iteration(ckpt):
         raise RuntimeError(f"{ckpt}: driver state says iteration {saved['iteration']}, the folder name disagrees")
     updates = learner.run("load_checkpoint", str(ckpt))

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import ray
+from ray.exceptions import AuthenticationError
 
 from actors.group import ActorGroup
 from rlhf_ray.config import ClusterConfig
@@ -16,9 +17,48 @@ from rlhf_ray.environment import apply_defaults, worker_env
 log = logging.getLogger("rlhf_ray.cluster")
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def use_loopback() -> None:
+    """This process and every Ray process it starts resolve this node to 127.0.0.1, so that a local Ray's servers
+    (GCS, raylet, workers) and the learner group's rendezvous listen on loopback only. Ray reads the switch when it
+    is first imported, hence the patch of its constant beside the variable its child processes read."""
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def auth_mode() -> str:
+    """RAY_AUTH_MODE as this process's Ray will use it. Ray caches it at import; Config.initialize re-reads it, as
+    Ray's own ray._private.authentication.authentication_token_setup does after setting it."""
+    from ray._raylet import Config
+
+    Config.initialize("")
+    return os.environ.get("RAY_AUTH_MODE", "disabled")
+
+
+def start_local_ray(num_cpus: int, log_to_driver: bool = True, runtime_env: dict | None = None) -> None:
+    """A new local Ray on loopback with token authentication (unless RAY_AUTH_MODE says otherwise): Ray writes a
+    token to ~/.ray/auth_token when none exists; it is never logged or copied into a run folder."""
+    use_loopback()
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # as apply_defaults: a caller that did not apply them
+    mode = auth_mode()
+    # "local": a new Ray even where `ray start` left a cluster's address behind (ray.init() would join that one).
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
+             runtime_env=runtime_env, _node_ip_address=LOOPBACK)
+    where = ray.get_runtime_context().gcs_address
+    if mode == "token":
+        log.info("started a local Ray listening on %s (GCS %s), token authentication on", LOOPBACK, where)
+    else:
+        log.warning("started a local Ray listening on %s (GCS %s) WITHOUT token authentication (RAY_AUTH_MODE=%s): "
+                    "any local user can run code in it", LOOPBACK, where, mode)
+
+
 def init_ray(cfg: ClusterConfig, run_dir: Path | None = None) -> None:
-    """Local Ray when cfg.address is None (token auth off, no dashboard), else connect to cfg.address and check that
-    every node sees `run_dir` (checkpoints, metrics and models written by one node are read by others)."""
+    """Local Ray when cfg.address is None (loopback, token auth, no dashboard), else connect to cfg.address and check
+    that every node sees `run_dir` (checkpoints, metrics and models written by one node are read by others)."""
     if ray.is_initialized():
         return
     apply_defaults()
@@ -26,15 +66,19 @@ def init_ray(cfg: ClusterConfig, run_dir: Path | None = None) -> None:
     # and Ray refuses a driver that sets the same keys again.
     runtime_env = None if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else {"env_vars": worker_env()}
     if cfg.address is None:
-        # "local": a new Ray even where `ray start` left a cluster's address behind (ray.init() would join that one).
-        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False, log_to_driver=True,
-                 runtime_env=runtime_env)
-        log.info("started a local Ray: %s", ray.cluster_resources())
+        start_local_ray(cfg.num_cpus, runtime_env=runtime_env)
+        log.info("local Ray resources: %s", ray.cluster_resources())
         return
     probe_address(cfg.address)
+    auth = auth_mode()
     try:
         ray.init(address=cfg.address, log_to_driver=True, runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as e:
+        if refused_token(e):
+            raise ConnectionError(
+                f"the Ray cluster at cluster.address={cfg.address!r} refused this job: no token or the wrong one "
+                f"(RAY_AUTH_MODE={auth}). Give it the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token here), or set "
+                "RAY_AUTH_MODE=disabled for a cluster started without token authentication") from e
         raise ConnectionError(
             f"cannot reach the Ray cluster at cluster.address={cfg.address!r} ({e}); "
             "check the address (ray://HOST:10001 for a client, or 'auto' on a cluster node) and that the head is up"
@@ -42,6 +86,16 @@ def init_ray(cfg: ClusterConfig, run_dir: Path | None = None) -> None:
     log.info("joined Ray at %s: %s", cfg.address, ray.cluster_resources())
     if run_dir is not None:
         check_shared_run_dir(Path(run_dir))
+
+
+def refused_token(e: BaseException | None) -> bool:
+    """Whether Ray's token authentication stopped the connection somewhere down e's chain (ray.init wraps it): the
+    cluster refused the token, or token mode is on and this machine has none."""
+    while e is not None:
+        if isinstance(e, AuthenticationError) or "authentication token" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 class RunDirNotShared(FileNotFoundError):

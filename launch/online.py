@@ -31,6 +31,7 @@ from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.ppo.advantages import uses_critic
 from rlhf_ray.rollout.types import Rollouts, concat
 from rlhf_ray.round_diagnostics import round_diagnostics, within_prompt_gaps
+from rlhf_ray.run_dir import load_state
 from rlhf_ray.training.rm_data import prepare_rm_data, total_steps
 
 from .evaluate import gold_judge
@@ -197,7 +198,7 @@ class OnlineRounds:
 
     def read_state(self, checkpoint: Path) -> None:
         """The round loop's own state (labeled pairs, RM updates done) from a checkpoint of the same round shape."""
-        saved = torch.load(checkpoint / STATE, weights_only=False)
+        saved = load_state(checkpoint / STATE)
         if saved["shape"] != self.shape:
             # Round boundaries and the RM's LR schedule are functions of these: a resume could not continue the run.
             raise ConfigError(f"{checkpoint} was written by a run of {saved['shape']}; this config has {self.shape}. "

@@ -32,8 +32,8 @@ def deploy_rm(cfg: Config, model_dir: str | Path) -> str:
         raise FileNotFoundError(f"no reward model to serve at {model_dir} (no config.json)")
     s = cfg.reward.serve
     serve.start(http_options={"host": s.host, "port": s.port})
-    log.info("deploying %s as Serve app %r (%d replica(s), batches of up to %d)", model_dir, s.app, s.replicas,
-             s.max_batch_size)
+    log.info("deploying %s as Serve app %r (%d replica(s), batches of up to %d), HTTP on %s:%d", model_dir, s.app,
+             s.replicas, s.max_batch_size, s.host, s.port)
     serve.run(rm_application(cfg, str(model_dir)), name=s.app, route_prefix=f"/{s.app}")
     return rm_url(cfg)
 

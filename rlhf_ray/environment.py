@@ -7,7 +7,9 @@ DEFAULTS = {
     "HF_HUB_OFFLINE": "1",  # nothing is fetched from a hub at run time
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
-    "RAY_AUTH_MODE": "disabled",  # Ray 2.60 otherwise turns token auth on for local clusters
+    # Ray's token authentication on: Ray's own default for a local cluster, set so Ray does not warn that it chose it,
+    # and so a job connecting to a cluster sends its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).
+    "RAY_AUTH_MODE": "token",
     "TOKENIZERS_PARALLELISM": "false",  # tokenizers' threads deadlock after a fork
 }
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import pickle
 import random
 from pathlib import Path
 
@@ -35,17 +36,34 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """Python, numpy, torch and (on a GPU node) CUDA RNG states, to save with a checkpoint."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Python, numpy, torch and (on a GPU node) CUDA RNG states, to save with a checkpoint: tensors and plain data
+    only (numpy's key array as a tensor), so that load_state reads it without unpickling objects."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_state(path: str | Path) -> dict:
+    """A state file rlhf_ray wrote (driver state, RNG states), read with weights_only=True: tensors and plain Python
+    data come back, anything that would run code on unpickling is refused, naming the file."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(f"{path}: holds more than tensors and plain data, which no rlhf_ray state file does; "
+                           f"not loaded (a file from elsewhere, or an older rlhf_ray): {e}") from e
 
 
 def truncate_jsonl(path: Path, last_step: int, key: str = "step") -> int:

@@ -8,6 +8,7 @@ import torch.distributed as dist
 from safetensors.torch import load, save
 
 from .device import accelerator
+from .rendezvous import tcp_store
 
 
 def pack_state_dict(state_dict: dict[str, torch.Tensor]) -> bytes:
@@ -39,7 +40,7 @@ def make_weight_group(addr: str, port: int, rank: int, world_size: int, timeout_
 
     Built from a TCPStore so neither DeepSpeed's nor vLLM's own torch.distributed world is touched.
     """
-    store = dist.TCPStore(addr, port, world_size, is_master=rank == 0, timeout=timedelta(seconds=timeout_s))
+    store = tcp_store(addr, port, rank, world_size, timedelta(seconds=timeout_s))
     prefix = dist.PrefixStore("rlhf_ray_weights", store)
     if accelerator() == "cuda":
         return dist.ProcessGroupNCCL(prefix, rank, world_size)

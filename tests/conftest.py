@@ -3,7 +3,7 @@ import pytest
 
 from rlhf_ray.environment import apply_defaults
 
-apply_defaults()  # nothing may come from a hub; no Ray auth token
+apply_defaults()  # nothing may come from a hub; Ray's token authentication on
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +34,12 @@ def other_policy_dir(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for the whole session (logical CPUs above the 2 real ones so several actors fit); each test
-    frees its actors and placement groups, so the next finds the cluster empty."""
+    frees its actors and placement groups, so the next finds the cluster empty. On loopback, with token auth, as a run's."""
     import ray
 
-    ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
+    from launch.cluster import start_local_ray
+
+    start_local_ray(num_cpus=6, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
-from rlhf_ray.run_dir import rng_state, set_rng_state, truncate_jsonl
+from rlhf_ray.run_dir import load_state, rng_state, set_rng_state, truncate_jsonl
 from rlhf_ray.training.checkpoint import (
     DRIVER_STATE,
     checkpoint_iteration,
@@ -70,3 +70,31 @@ def test_replay_buffer_add_filter_and_state():
         buf.add({"input_ids": torch.zeros(2, 3), "scores": torch.zeros(1)})
     with pytest.raises(ValueError, match="differ from the buffer"):
         buf.add({"input_ids": torch.zeros(1, 3)})
+
+
+
+def test_rng_states_round_trip_through_a_weights_only_load(tmp_path):
+    """A checkpoint's RNG states are tensors and plain data: load_state reads them back without unpickling objects,
+    and every generator continues where it was saved."""
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    np.random.normal()  # numpy's cached Gaussian is part of its state
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    want = (random.random(), np.random.normal(), torch.rand(2))
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    set_rng_state(load_state(tmp_path / "rng.pt"))
+    got = (random.random(), np.random.normal(), torch.rand(2))
+    assert want[:2] == got[:2] and torch.equal(want[2], got[2])
+
+
+class RunsCode:
+    """Unpickling this calls a function: what a planted checkpoint file would do."""
+
+    def __reduce__(self):
+        return print, ("unpickled: code ran",)
+
+
+def test_a_state_file_that_would_run_code_is_refused_naming_it(tmp_path, capsys):
+    torch.save({"iteration": 1, "payload": RunsCode()}, tmp_path / "driver_state.pt")
+    with pytest.raises(RuntimeError, match="driver_state.pt: holds more than tensors and plain data"):
+        load_state(tmp_path / "driver_state.pt")
+    assert "code ran" not in capsys.readouterr().out

@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +32,7 @@ def test_init_ray_hands_the_environment_defaults_to_every_worker(monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(gcs_address="127.0.0.1:1"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     init_ray(ClusterConfig(num_cpus=1))
     assert seen["runtime_env"]["env_vars"].keys() == DEFAULTS.keys()
@@ -43,8 +47,9 @@ def test_local_ray_never_joins_a_cluster_that_ray_start_left_behind(monkeypatch)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(gcs_address="127.0.0.1:1"))
     init_ray(ClusterConfig(num_cpus=1))
-    assert seen["address"] == "local"
+    assert seen["address"] == "local" and seen["_node_ip_address"] == "127.0.0.1"
 
 
 def test_inside_a_submitted_job_the_driver_adds_no_second_runtime_env(monkeypatch, tmp_path):
@@ -133,3 +138,42 @@ def test_an_explicit_jobs_address_wins_over_ray_address(monkeypatch):
         client("http://127.0.0.1:7")
     assert "127.0.0.1:7" in str(err.value.__cause__) and "127.0.0.1:9" not in str(err.value)
     assert os.environ["RAY_ADDRESS"] == "http://127.0.0.1:9"  # put back
+
+
+CONNECT = """
+import sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+print("ran", ray.get(ray.remote(lambda: 1).remote(), timeout=60))
+"""
+JOIN = """
+import sys, ray
+from launch.cluster import init_ray
+from rlhf_ray.config import ClusterConfig
+init_ray(ClusterConfig(address=sys.argv[1]))
+print("ran", ray.get(ray.remote(lambda: 1).remote(), timeout=60))
+"""
+
+
+def test_the_local_ray_listens_on_loopback_and_refuses_a_client_without_its_token(ray_local, tmp_path):
+    """Every socket the session's local Ray (GCS, raylet, workers) listens on is loopback; a client that has no token
+    or the wrong one is refused, and one with the same environment as this driver (~/.ray/auth_token) gets in."""
+    from listeners import LOOPBACK, listening_ips, this_session
+
+    procs = this_session()
+    listening = listening_ips(procs)
+    assert len(procs) >= 3 and listening and listening <= LOOPBACK, listening
+    gcs = ray_local.get_runtime_context().gcs_address
+    assert gcs.startswith("127.0.0.1:")
+    (tmp_path / "home").mkdir()
+    no_token = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path / "home")}
+    wrong = no_token | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 32}
+    clients = {name: subprocess.Popen([sys.executable, "-c", code, gcs], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for name, code, env in (("no token", CONNECT, no_token), ("wrong token", JOIN, wrong),
+                                       ("token", CONNECT, dict(os.environ)))}
+    out = {name: p.communicate(timeout=180)[0] for name, p in clients.items()}
+    assert clients["no token"].returncode != 0 and "AuthenticationError" in out["no token"], out["no token"][-2000:]
+    # A job joining through init_ray is told what to do about it.
+    assert clients["wrong token"].returncode != 0 and "refused this job: no token or the wrong one" in out["wrong token"]
+    assert "ran 1" not in out["no token"] + out["wrong token"]
+    assert clients["token"].returncode == 0 and "ran 1" in out["token"], out["token"][-2000:]

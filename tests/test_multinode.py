@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -82,7 +84,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, ray_local):
+    """Three loopback nodes with Ray's token authentication, sharing the token that the session's local Ray
+    (ray_local) made in ~/.ray/auth_token: job submission and the jobs' drivers must present it."""
     root = tmp_path_factory.mktemp("cluster")
     (root / "hidden").mkdir()
     temp = Path(f"/tmp/rlhf_mn_{os.getpid()}")  # short: Ray's socket paths live under it
@@ -96,7 +100,7 @@ def cluster(tmp_path_factory):
     # Not this process's RAY_ADDRESS (the session's local Ray may have left one): a head inherits it and hands it to
     # every job driver, which would then join that other Ray instead of this cluster.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env |= {"PATH": f"{shim}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env |= {"PATH": f"{shim}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     hide = f"mount -t tmpfs tmpfs {root / 'hidden'} && exec \"$@\""
     procs: list[subprocess.Popen] = []
     try:
@@ -123,6 +127,16 @@ def test_every_node_is_on_loopback(cluster):
     node_procs = [q for p in procs for q in [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]]
     listening = {c.laddr.ip for q in node_procs for c in q.net_connections("inet") if c.status == psutil.CONN_LISTEN}
     assert len(node_procs) > 10 and listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+
+
+
+def test_the_jobs_api_refuses_a_request_without_the_token(cluster):
+    """Job submission runs code on the cluster: the dashboard answers only requests that carry Ray's token (the
+    other tests submit theirs through JobSubmissionClient, which sends it)."""
+    url = cluster[0]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}/api/jobs/", timeout=30)
+    assert refused.value.code in (401, 403), refused.value
 
 
 def actor_nodes(url: str, class_name: str, job_id: str) -> list[str]:

@@ -11,6 +11,7 @@ import yaml
 from subprocess_runs import numeric, samples, tail, train, wait_for_row
 
 from rlhf_ray.metrics import read_metrics
+from rlhf_ray.run_dir import load_state
 
 pytest.importorskip("vllm")
 
@@ -126,9 +127,7 @@ def test_labeled_rounds_add_oracle_pairs_to_a_reinitialised_rm(online_config):
     assert second["round/labeled_pairs"] + second["round/labeled_ties"] == second["round/meta_prompts"]
     assert second["round/labeled_pairs"] > 0 and "round/rm_metarm_J" not in second
     assert second["round/push_max_abs_diff"] <= 1e-5
-    import torch
-
-    state = torch.load(runs / "labeled" / "checkpoints" / "iter_000002" / "online_state.pt", weights_only=False)
+    state = load_state(runs / "labeled" / "checkpoints" / "iter_000002" / "online_state.pt")
     assert len(state["labeled"]) == second["round/labeled_pairs"] and state["rm_updates"] == 1
 
 

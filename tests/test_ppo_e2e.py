@@ -3,11 +3,10 @@
 import json
 
 import pytest
-import torch
 
 from launch.driver import run_ppo
 from rlhf_ray.metrics import read_metrics
-from rlhf_ray.run_dir import prepare_run_dir
+from rlhf_ray.run_dir import load_state, prepare_run_dir
 
 pytest.importorskip("vllm")
 
@@ -34,7 +33,7 @@ def test_ppo_raises_a_programmatic_reward_with_one_step_off_policy_rollouts(ray_
     assert all("time/rollout_wait_s" in h for h in history[:-1]) and "time/rollout_wait_s" not in history[-1]
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").open()]
     assert [s["step"] for s in samples] == [it for it in range(1, 9) for _ in range(32)]  # none lost or repeated
-    state = torch.load(run_dir / "checkpoints" / "iter_000004" / "driver_state.pt", weights_only=False)
+    state = load_state(run_dir / "checkpoints" / "iter_000004" / "driver_state.pt")
     prompts, rollouts = state["ahead"]
     fifth = [s for s in samples if s["step"] == 5]
     assert [prompts[i] for i in rollouts["prompt_index"]] == [s["prompt_index"] for s in fifth]

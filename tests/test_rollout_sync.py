@@ -3,6 +3,7 @@
 import pytest
 import ray
 import torch
+from listeners import LOOPBACK, listening_ips, this_session
 
 from actors.group import ActorGroup
 from actors.learner import make_learner_group
@@ -45,6 +46,9 @@ def test_rollout_actors_match_the_learner_after_each_sync(ray_local, tiny_model_
     try:  # freed on failure too: the next test needs the CPUs
         weights = WeightSync(transport, learner, [rollout], bucket_mb=1)  # small buckets: several broadcasts
         weights.connect()
+        # The learner group's store, the broadcast group's store and vLLM's, every actor: nothing beyond loopback.
+        listening = listening_ips(this_session())
+        assert listening and listening <= LOOPBACK, listening
         policy = load_policy(tiny_model_dir).eval()
 
         def check_in_sync():
