@@ -1,6 +1,8 @@
 """RewardActor: scores (prompt, response) token pairs with a reward model, a programmatic reward, or a reward model
 served by Ray Serve (reward.remote: serve; actors/rm_server.py)."""
 
+import math
+
 from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_reward_model, load_tokenizer, rm_sequence, score_sequences
 from rlhf_ray.rewards import load_reward_function
@@ -17,6 +19,8 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
         if sum(x is not None for x in (model_dir, function, serve_app)) != 1:
             raise ValueError("a RewardActor needs exactly one of model_dir, function and serve_app")
         self.function = load_reward_function(function, function_kwargs) if function else None
+        self.source = (f"reward.function {function}" if function else f"the Serve app {serve_app}" if serve_app
+                       else f"the reward model {model_dir}")
         self.served = None
         if serve_app is not None:
             from ray import serve
@@ -35,13 +39,19 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
     def score(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
         """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
         if self.function is not None:
-            return [float(self.function(p, r)) for p, r in pairs]
-        if self.served is not None:  # one call per pair: the deployment batches them with every other caller's
+            scores = [float(self.function(p, r)) for p, r in pairs]
+        elif self.served is not None:  # one call per pair: the deployment batches them with every other caller's
             calls = [self.served.score_ids.remote(list(p), list(r)) for p, r in pairs]
-            return [call.result() for call in calls]
-        sequences = [rm_sequence(p, r, self.tokenizer.eos_token_id) for p, r in pairs]
-        return score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
-                               self.mixed_precision).tolist()
+            scores = [call.result() for call in calls]
+        else:
+            sequences = [rm_sequence(p, r, self.tokenizer.eos_token_id) for p, r in pairs]
+            scores = score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
+                                     self.mixed_precision).tolist()
+        bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
+        if bad:  # before any advantage is computed from it
+            raise FloatingPointError(f"{self.source} gave a non-finite reward to {len(bad)} of {len(pairs)} responses "
+                                     f"(positions {bad[:10]} of this actor's batch: {[scores[i] for i in bad[:10]]})")
+        return scores
 
     def load_state_dict(self, state: dict) -> None:
         """New RM weights from an RM learner (weight sync), e.g. after a MetaRM round."""

@@ -281,8 +281,10 @@ def test_normalize_scores_scale_norm_clip():
     m = RunningMoments()
     normed = normalize_scores(first, m, "norm", clip=0.5)
     assert normed.tolist() == pytest.approx([-0.5, 0.5])
-    with pytest.raises(ValueError, match=r"NaN .*rows \[1\]"):
+    with pytest.raises(ValueError, match=r"not finite for batch rows \[1\]: \[nan\]"):
         normalize_scores(torch.tensor([1.0, float("nan")]), None)
+    with pytest.raises(ValueError, match=r"not finite for batch rows \[0, 2\]: \[inf, -inf\]"):
+        normalize_scores(torch.tensor([float("inf"), 1.0, float("-inf")]), None)
 
 
 # ---------------------------------------------------------------- Bradley-Terry

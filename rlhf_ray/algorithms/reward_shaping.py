@@ -41,9 +41,9 @@ def normalize_scores(
 ) -> torch.Tensor:
     """RM scores -> PPO rewards. mode: none | scale (divide by running std, keep the mean) | norm (subtract
     running mean, divide by running std). The moments are updated with this batch first. Then optional clip."""
-    if torch.isnan(scores).any():
-        bad = torch.nonzero(torch.isnan(scores)).flatten().tolist()
-        raise ValueError(f"reward model returned NaN for batch rows {bad}")
+    if not torch.isfinite(scores).all():
+        bad = torch.nonzero(~torch.isfinite(scores)).flatten().tolist()
+        raise ValueError(f"the reward is not finite for batch rows {bad}: {scores[bad].tolist()}")
     if mode != "none":
         if moments is None:
             raise ValueError(f"reward normalisation {mode!r} needs a RunningMoments")
