@@ -1,6 +1,7 @@
 """Save and restore a whole PPO run: learner states (all ranks), HF policy/critic, and the driver's own state."""
 
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from rlhf_ray.config import Config, dump_config
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
 from rlhf_ray.rollout.types import Rollouts
 from rlhf_ray.run_dir import load_state, rng_state, set_rng_state
-from rlhf_ray.training.checkpoint import DRIVER_STATE, checkpoint_iteration, commit_checkpoint, staging_dir
+from rlhf_ray.training.checkpoint import (
+    DRIVER_STATE,
+    checkpoint_iteration,
+    commit_checkpoint,
+    latest_checkpoint,
+    staging_dir,
+)
 
 log = logging.getLogger("rlhf_ray.checkpoint")
 
@@ -37,22 +44,41 @@ class DriverState:
 
 def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner: ActorGroup, tokenizer,
                         parts=()) -> Path:
-    """parts: callables that write more state into the staging folder (committed with the rest, atomically)."""
+    """parts: callables that write more state into the staging folder (committed with the rest, atomically). A write
+    that fails (a full disk, a dead rank) removes the staging folder and says that the last checkpoint is intact."""
     staging = staging_dir(run_dir, state.iteration)
-    learner.run("save_checkpoint", str(staging))  # every rank writes its ZeRO shards; rank 0 the HF folders
-    for name in ("policy", "critic"):
-        if (staging / name).is_dir():  # no critic folder with a critic-free estimator
-            tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
-    (staging / "config.yaml").write_text(dump_config(cfg))
-    torch.save({"iteration": state.iteration, "cursor": state.cursor, "kl_ctl": state.kl_ctl.state_dict(),
-                "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state(),
-                "ahead": state.ahead and (state.ahead[0], asdict(state.ahead[1]))},
-               staging / DRIVER_STATE)
-    for part in parts:
-        part(staging)
+    try:
+        learner.run("save_checkpoint", str(staging))  # every rank writes its ZeRO shards; rank 0 the HF folders
+        for name in ("policy", "critic"):
+            if (staging / name).is_dir():  # no critic folder with a critic-free estimator
+                tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
+        (staging / "config.yaml").write_text(dump_config(cfg))
+        torch.save({"iteration": state.iteration, "cursor": state.cursor, "kl_ctl": state.kl_ctl.state_dict(),
+                    "moments": state.moments.state_dict(), "buffer": state.buffer.state_dict(), "rng": rng_state(),
+                    "ahead": state.ahead and (state.ahead[0], asdict(state.ahead[1]))},
+                   staging / DRIVER_STATE)
+        for part in parts:
+            part(staging)
+    except Exception as e:
+        shutil.rmtree(staging, ignore_errors=True)  # its partial files would hold the space a retry needs
+        raise CheckpointWriteFailed(staging, e) from e
     final = commit_checkpoint(staging, cfg.run.keep_checkpoints)
     log.info("checkpoint %s", final)
     return final
+
+
+class CheckpointWriteFailed(RuntimeError):
+    """Writing a checkpoint failed; the message names the folder, the free space there and the last good checkpoint."""
+
+    def __init__(self, staging: Path, cause: Exception):
+        free = shutil.disk_usage(staging.parent).free / 2**30
+        last = latest_checkpoint(staging.parent.parent)
+        super().__init__(
+            f"writing checkpoint {staging.name.removesuffix('.tmp')} into {staging.parent} failed "
+            f"({type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}); "
+            f"{free:.1f} GiB free there. The partial folder is removed; the last complete checkpoint "
+            + (f"{last.name} is intact: free space or fix the cause, then run again with --resume" if last
+               else "does not exist (this was the first)"))
 
 
 def restore_ppo_checkpoint(ckpt: Path, cfg: Config, state: DriverState, learner: ActorGroup) -> None:

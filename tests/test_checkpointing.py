@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,34 @@ def test_a_state_file_that_would_run_code_is_refused_naming_it(tmp_path, capsys)
     with pytest.raises(RuntimeError, match="driver_state.pt: holds more than tensors and plain data"):
         load_state(tmp_path / "driver_state.pt")
     assert "code ran" not in capsys.readouterr().out
+
+
+class _Learner:
+    """Stands in for the learner group: writes a shard, then fails the way torch.save does on a full disk if asked."""
+
+    def __init__(self, fail: bool):
+        self.fail = fail
+
+    def run(self, method, path):
+        (Path(path) / "deepspeed").mkdir()
+        (Path(path) / "deepspeed" / "shard.pt").write_bytes(b"x" * 1000)
+        if self.fail:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4096 vs 4000")
+        return [None]
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_last_one_and_says_so(tmp_path):
+    from launch.checkpointing import CheckpointWriteFailed, DriverState, save_ppo_checkpoint
+    from rlhf_ray.algorithms import make_kl_controller
+    from rlhf_ray.config import Config
+
+    state = DriverState(make_kl_controller("fixed", 0.05))
+    state.iteration = 2
+    first = save_ppo_checkpoint(tmp_path, Config(), state, _Learner(fail=False), tokenizer=None)
+    state.iteration = 4
+    with pytest.raises(CheckpointWriteFailed, match=r"writing checkpoint iter_000004 into .*checkpoints failed "
+                       r"\(RuntimeError: .*unexpected pos 4096 vs 4000\); [0-9.]+ GiB free there. The partial folder "
+                       r"is removed; the last complete checkpoint iter_000002 is intact: .* --resume"):
+        save_ppo_checkpoint(tmp_path, Config(), state, _Learner(fail=True), tokenizer=None)
+    assert latest_checkpoint(tmp_path) == first and load_state(first / DRIVER_STATE)["iteration"] == 2
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_000002"]
