@@ -2,40 +2,53 @@
 
 import gzip
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .report import BadRow, DataError, LoadReport
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def iter_json_rows(path: Path) -> Iterator[tuple[int, object | BadRow]]:
-    """Yield (line or record number, parsed object) or (number, BadRow) for a line that is not valid JSON."""
+    """Yield (line or record number, parsed object) or (number, BadRow) for a line that is not valid UTF-8 or JSON.
+    A file that cannot be read on (broken gzip, an I/O error) or a broken JSON array is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} not found")
     try:
-        with _open_text(path) as f:
+        with _open_bytes(path) as f:
             head = f.read(1 << 12).lstrip()
             f.seek(0)
-            if head.startswith("["):  # one JSON array: number the records instead of the lines
+            if head.startswith((b"[", b"\xef\xbb\xbf[")):  # one JSON array: number the records instead of the lines
                 try:
-                    records = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}: not valid JSON ({e})") from e
+                    records = json.loads(f.read().decode("utf-8-sig"))
+                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+                    raise DataError(f"{path}: not a valid JSON array ({_reason(e)})") from None
                 yield from enumerate(records, start=1)
                 return
-            for number, line in enumerate(f, start=1):
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM may open the file
+                except UnicodeDecodeError as e:
+                    yield number, BadRow(f"invalid UTF-8 (byte {e.start} of the line)")
+                    continue
                 if not line.strip():
                     continue
                 try:
                     yield number, json.loads(line)
                 except json.JSONDecodeError as e:
                     yield number, BadRow(f"invalid JSON ({e.msg} at column {e.colno})")
-    except (OSError, UnicodeDecodeError, EOFError) as e:
+                except RecursionError:
+                    yield number, BadRow("invalid JSON (nested too deep)")
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot be read ({e})") from e
+
+
+def _reason(e: Exception) -> str:
+    return "nested too deep" if isinstance(e, RecursionError) else str(e)
 
 
 def require_text(row: object, key: str) -> str:

@@ -24,7 +24,7 @@ def parse_tldr_row(row: object) -> dict:
     summaries, choice = row.get("summaries"), row.get("choice")
     if not isinstance(summaries, list) or len(summaries) != 2:
         raise BadRow("field 'summaries' is not a list of two summaries")
-    if choice not in (0, 1):
+    if type(choice) is not int or choice not in (0, 1):  # not 1.0 or True: an index
         raise BadRow(f"field 'choice' is {choice!r}, not 0 or 1")
     texts = [require_text(s, "text") for s in summaries]
     return {
