@@ -150,3 +150,35 @@ def test_the_fuzzers_reach_both_outcomes(tmp_path):
         load_config(None, ["ppo.typo=1"])
     assert load_config(None, ["ppo.iterations=3"]).ppo.iterations == 3
     assert Path(ok).exists()
+
+
+COMMANDS = {"train", "sft", "eval", "rm", "gold", "seam", "submit", "jobs", "scale", "serve", "data", "assets", "config"}
+arg = st.one_of(st.sampled_from(["--resume", "--no-progress", "-v", "--help-me", "-", "--", "=", "ppo.kl_coef=x",
+                                 "ppo.iterations=3", "a.b.c=1", "show", "config"]), override, st.text(max_size=12))
+
+
+@FUZZ
+@given(args=st.lists(arg, max_size=4), config=st.one_of(st.none(), config_text),
+       head=st.one_of(st.just(["config", "show"]), st.text(max_size=8).filter(lambda t: t not in COMMANDS).map(
+           lambda t: [t])))
+def test_every_command_line_runs_or_fails_with_a_message(tmp_path, capsys, args, config, head):
+    """`rlhf-ray config show CONFIG ...` and unknown commands, with junk arguments: exit 0 with the resolved config,
+    or exit 2 with argparse's usage or "rlhf-ray: error: ..." naming the file or key; never a traceback."""
+    from launch.cli import main
+
+    path = tmp_path / "c.yaml"
+    if config is not None:
+        path.write_text(config)
+    argv = head + ([str(path)] if head[0] == "config" else []) + args
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse: usage and the reason on stderr
+        code = e.code
+        assert code == 2 and "usage: rlhf-ray" in capsys.readouterr().err
+        return
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert load_config(path, [a for a in args if "=" in a and not a.startswith("-")]) is not None
+        assert yaml.safe_load(out) is not None
+    else:
+        assert code == 2 and err.startswith("rlhf-ray: error: ") and (str(path) in err or "override" in err), err
