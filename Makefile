@@ -2,7 +2,6 @@
 # make test:       set up if needed, then run the whole test suite.
 PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
-export RAY_AUTH_MODE := disabled
 
 .PHONY: setup quickstart test test-fast test-long lint
 

@@ -1,9 +1,11 @@
+import os
 
 import pytest
 
 from rlhf_ray.environment import apply_defaults
 
-apply_defaults()  # nothing may come from a hub; Ray's token authentication on
+os.environ["RAY_AUTH_MODE"] = "token"  # the suite tests the default, whatever the caller's environment says
+apply_defaults()  # nothing may come from a hub
 
 
 @pytest.fixture(scope="session")
