@@ -7,6 +7,7 @@ Nodes start through loopback_node.py rather than `ray start`, which would advert
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,6 +116,7 @@ def cluster(tmp_path_factory, ray_local):
     finally:
         for proc in procs[::-1]:
             stop(proc)
+        shutil.rmtree(temp, ignore_errors=True)  # the nodes' sessions and logs (the failure output has the logs)
 
 
 def test_every_node_is_on_loopback(cluster):
