@@ -67,12 +67,25 @@ def load_state(path: str | Path) -> dict:
 
 
 def truncate_jsonl(path: Path, last_step: int, key: str = "step") -> int:
-    """Drop rows with row[key] > last_step (written after the checkpoint a run resumes from); returns rows dropped."""
+    """Drop rows with row[key] > last_step (written after the checkpoint a run resumes from), and a last line cut
+    short by a kill mid-write; returns rows dropped. Any other unreadable line is an error naming it."""
     path = Path(path)
     if not path.exists():
         return 0
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)[key] <= last_step]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # the write the kill interrupted: that iteration runs again anyway
+                logging.getLogger("rlhf_ray").warning("%s: dropping its last line, cut short (%s)", path, e.msg)
+                continue
+            raise ValueError(f"{path}:{number}: not a JSON row ({e.msg}); the file is damaged beyond its last line") from None
+        if not isinstance(row, dict) or not isinstance(row.get(key), int | float):
+            raise ValueError(f"{path}:{number}: a row without a numeric {key!r}")
+        if row[key] <= last_step:
+            kept.append(line)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     tmp.replace(path)

@@ -130,3 +130,14 @@ def test_a_checkpoint_write_that_fails_leaves_the_last_one_and_says_so(tmp_path)
         save_ppo_checkpoint(tmp_path, Config(), state, _Learner(fail=True), tokenizer=None)
     assert latest_checkpoint(tmp_path) == first and load_state(first / DRIVER_STATE)["iteration"] == 2
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_000002"]
+
+
+def test_a_metrics_file_cut_short_by_a_kill_resumes_without_its_last_line(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "r": 0.5}\n{"step": 2, "r": 0.6}\n{"step": 3, "r"')  # killed mid-write
+    assert truncate_jsonl(path, 2) == 1
+    assert path.read_text() == '{"step": 1, "r": 0.5}\n{"step": 2, "r": 0.6}\n'
+    assert "dropping its last line, cut short" in caplog.text
+    path.write_text('{"step": 1}\n{"st\n{"step": 2}\n')  # damage inside the file is not a kill's: named, not dropped
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON row"):
+        truncate_jsonl(path, 2)
