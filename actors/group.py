@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ray
@@ -20,6 +21,20 @@ log = logging.getLogger("rlhf_ray.actors")
 
 class ActorDiedError(RuntimeError):
     """An actor of a group died; the message names the group, the rank and Ray's reason."""
+
+
+class RestartBudget:
+    """The actor restarts a run may still make, shared by its groups; each one is logged and counted."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def spend(self, what: str) -> None:
+        if self.used >= self.limit:
+            raise ActorDiedError(f"{what}, and the run has used all {self.limit} actor restarts "
+                                 "(fault.max_actor_restarts): stopping; --resume continues from the last checkpoint")
+        self.used += 1
+        log.warning("%s: restarting it on its bundle (restart %d of %d)", what, self.used, self.limit)
 
 
 def bundle_of(res: ResourceSpec) -> dict[str, float]:
@@ -145,6 +160,44 @@ class ActorGroup:
         """Independent actors share a load: contiguous shards of `items` (sizes differ by at most one), one per actor,
         `method(shard, *args, *rank_args(rank))`; actors with an empty shard are not called. Per-actor results."""
         return self.gather(self.call_sharded(method, items, *args, rank_args=rank_args), timeout_s)
+
+    def run_sharded_resilient(self, method: str, items: list, *args, budget: RestartBudget, rank_args=None,
+                              timeout_s: float | None = None, recover: Callable[[int], None] | None = None) -> list:
+        """run_sharded that outlives its actors: a rank that dies, or has no result within timeout_s (hung), is
+        restarted on its bundle, recover(rank) gives it back what it held (the current weights), and its shard runs
+        again with the same arguments (the same seed: the same result). No item is lost or done twice. An error
+        raised by the method itself is not retried (it would recur). Per-actor results, as run_sharded's."""
+        shards = split_evenly(items, len(self.actors))
+
+        def submit(rank: int):
+            return getattr(self.actors[rank], method).remote(shards[rank], *args,
+                                                             *(rank_args(rank) if rank_args else ()))
+
+        pending = {submit(rank): rank for rank, shard in enumerate(shards) if shard}
+        results: dict[int, object] = {}
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=left)
+            if done:
+                rank = pending.pop(done[0])
+                try:
+                    results[rank] = ray.get(done[0])
+                    continue
+                except ray.exceptions.RayActorError as e:
+                    failed = {rank: f"{self.name} rank {rank} died during {method} ({type(e).__name__})"}
+            else:
+                failed = {rank: f"{self.name} rank {rank} gave no {method} result within {timeout_s:.0f} s"
+                          for rank in pending.values()}
+                pending.clear()
+            for rank, what in failed.items():
+                budget.spend(what)
+                self.restart(rank)
+                if recover:
+                    recover(rank)
+                pending[submit(rank)] = rank
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        return [results[rank] for rank in sorted(results)]
 
     def call_sharded(self, method: str, items: list, *args, rank_args=None) -> list:
         """run_sharded without the wait: ObjectRefs for gather (a phase that overlaps another)."""

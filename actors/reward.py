@@ -3,6 +3,7 @@ served by Ray Serve (reward.remote: serve; actors/rm_server.py)."""
 
 import math
 
+from rlhf_ray.fault_injection import die_if_asked
 from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_reward_model, load_tokenizer, rm_sequence, score_sequences
 from rlhf_ray.rewards import load_reward_function
@@ -29,7 +30,7 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
         if model_dir is not None:
             self.tokenizer = load_tokenizer(model_dir)
             self.model = load_reward_model(model_dir, dtype)
-        self.batch_size = batch_size
+        self.batch_size, self.rank, self.calls = batch_size, rank, 0
         self.mixed_precision = self._resolve_precision(mixed_precision).mode  # auto: decided for this node
 
     def ready(self) -> bool:
@@ -38,6 +39,8 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
     @trims_host_memory
     def score(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
         """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
+        self.calls += 1
+        die_if_asked("reward", self.rank, self.calls)
         if self.function is not None:
             scores = [float(self.function(p, r)) for p, r in pairs]
         elif self.served is not None:  # one call per pair: the deployment batches them with every other caller's

@@ -2,6 +2,7 @@
 
 import time
 
+from rlhf_ray.fault_injection import die_if_asked
 from rlhf_ray.rollout import make_engine
 from rlhf_ray.rollout.types import Rollouts, SamplingParams
 
@@ -17,6 +18,7 @@ class RolloutActor(NodePrecision, PeakMemory):
         # Each actor samples its own stream: seed + rank.
         self.engine = make_engine(engine, model_dir, dtype=dtype, max_model_len=max_model_len, seed=seed + rank,
                                   kv_cache_gib=kv_cache_gib)
+        self.rank, self.calls = rank, 0
 
     def ready(self) -> bool:
         return True
@@ -24,6 +26,8 @@ class RolloutActor(NodePrecision, PeakMemory):
     def generate(self, prompt_ids: list[list[int]], sampling: SamplingParams,
                  prompt_seeds: list[int] | None = None) -> Rollouts:
         t0 = time.perf_counter()
+        self.calls += 1
+        die_if_asked("rollout", self.rank, self.calls)
         rollouts = self.engine.generate(prompt_ids, sampling, prompt_seeds)
         rollouts.seconds = time.perf_counter() - t0  # the driver cannot see it when generation overlaps learning
         return rollouts

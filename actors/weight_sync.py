@@ -115,6 +115,12 @@ class WeightSync:
         refs += [a.join_weight_group.remote(addr, port, 1 + i, world) for i, a in enumerate(members)]
         ray.get(refs)  # every member blocks until all have joined
 
+    def restore(self) -> None:
+        """A target actor was restarted and holds the weights it was made with: rebuild the broadcast group (its old
+        member is gone) and send every target the source's current weights again."""
+        self.connect()
+        self.sync()
+
     def sync(self) -> None:
         """Every target gets the source's current weights."""
         broadcast = self._broadcast_targets

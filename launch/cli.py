@@ -427,12 +427,13 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = args.overrides + extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from actors.group import ActorDiedError
     from rlhf_ray.config import ConfigError
     from rlhf_ray.data import DataError
 
     try:
         return args.func(args) or 0
-    except (ConfigError, DataError, FileNotFoundError, FileExistsError, ConnectionError) as e:
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, ConnectionError, ActorDiedError) as e:
         print(f"rlhf-ray: error: {e}", file=sys.stderr)
         return 2
 

@@ -139,6 +139,7 @@ class OnlineRounds:
         if self.online.rm_init == "continue" and not self.releases_rm:
             self.rm_group = self.make_rm_group()
         trainer.checkpoint_parts.append(self.save)
+        trainer.reward_restored.append(lambda rank: self.give_rewards_the_current_rm())
         if resumed:
             self.restore(checkpoint)
 
@@ -215,12 +216,19 @@ class OnlineRounds:
                 if self.rm_group is None:  # rm_init sft, resumed inside a round: this round's RM
                     self.rm_group = self.make_rm_group()
                 self.rm_group.run("load_state", str(saved))
-        if self.rm_updates:  # the RewardActors started from the initial RM: give them the current one
-            self.acquire_rm_group()
-            self.push(reinit_critic=False)  # the critic is the checkpoint's own
-            self.release_rm_group(save=False)
+        self.give_rewards_the_current_rm()  # the critic is the checkpoint's own
         log.info("online: restored the RM learner of %s (%d RM updates so far, %d labeled pairs)", checkpoint,
                  self.rm_updates, len(self.labeled))
+
+    def give_rewards_the_current_rm(self) -> None:
+        """RewardActors made with the initial RM (a resume, a restarted actor) get the current one, if it moved."""
+        if not self.rm_updates:
+            return
+        resident = self.rm_group is not None
+        self.acquire_rm_group()
+        self.push(reinit_critic=False)
+        if not resident:
+            self.release_rm_group(save=False)
 
     # ------------------------------------------------------------------ one round's start
     def begin_round(self, r: int, step: int) -> dict[str, float]:

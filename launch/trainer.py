@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from ray.util.placement_group import remove_placement_group
 
-from actors.group import ActorGroup, ZeroShards, shared_placement_group
+from actors.group import ActorGroup, RestartBudget, ZeroShards, shared_placement_group
 from actors.learner import make_learner_group
 from actors.reward import RewardActor
 from actors.rollout import RolloutActor
@@ -77,6 +77,10 @@ class PPOTrainer:
         self.rows_learned: list[int] = []  # row_id of every buffer row the last learn phase trained on
         self.rollout_hooks: list[RolloutHook] = []
         self.checkpoint_parts: list[CheckpointPart] = []
+        # Actor restarts (fault section); a restarted RewardActor holds the RM it was made with: hooks that would
+        # have given it a newer one (online rounds) run here.
+        self.restarts = RestartBudget(cfg.fault.max_actor_restarts)
+        self.reward_restored: list[Callable[[int], None]] = []
 
     # ------------------------------------------------------------------ lifetime
     def start(self, checkpoint: Path | None = None) -> None:
@@ -203,6 +207,7 @@ class PPOTrainer:
                                 len(self.state.buffer)) | hooked | (extra_row or {})
         # Wall time of the whole step, the phases and what runs between them (the benchmark's per-iteration time).
         row["perf/iteration_s"] = time.perf_counter() - t0
+        row["fault/actor_restarts"] = float(self.restarts.used)  # in this process, since the run (or its resume) began
         row["perf/samples_per_s"] = len(rollouts) / row["perf/iteration_s"]
         self.record(iteration, row, rollouts, batch_index, scores)
         return row
@@ -215,13 +220,18 @@ class PPOTrainer:
         return batch_index
 
     def generate(self, batch_index: list[int], iteration: int) -> Rollouts:
-        """rollout.n_samples responses per prompt, the prompts spread over the RolloutActors (each its own seed)."""
-        return concat(self.rollout.gather(self._generate_refs(batch_index, iteration)))
+        """rollout.n_samples responses per prompt, the prompts spread over the RolloutActors (each its own seed). A
+        RolloutActor that dies or hangs (fault.rollout_timeout_s) is restarted, given the current policy, and its
+        prompts generated again with the same seed."""
+        return concat(self.rollout.run_sharded_resilient(
+            "generate", [self.prompts[i] for i in batch_index], budget=self.restarts,
+            rank_args=self.rank_sampling(iteration), timeout_s=self.cfg.fault.rollout_timeout_s,
+            recover=lambda rank: self.weights.restore()))
 
-    def _generate_refs(self, batch_index: list[int], iteration: int) -> list:
+    def rank_sampling(self, iteration: int) -> Callable[[int], tuple[SamplingParams]]:
+        """Each RolloutActor's sampling for this iteration: its own seed, from run.seed, the iteration and its rank."""
         seed = self.cfg.run.seed * 100003 + iteration * 101
-        return self.rollout.call_sharded("generate", [self.prompts[i] for i in batch_index],
-                                         rank_args=lambda rank: (sampling_params(self.cfg, seed + rank),))
+        return lambda rank: (sampling_params(self.cfg, seed + rank),)
 
     def generate_ahead(self, iteration: int) -> Callable[[], tuple[list[int], Rollouts]] | None:
         """With rollout.one_step_off_policy, start generating iteration+1's responses with the weights the engines
@@ -230,13 +240,17 @@ class PPOTrainer:
         if not self.cfg.rollout.one_step_off_policy or iteration >= self.cfg.total_iterations:
             return None
         batch_index = self.next_prompts()
-        refs = self._generate_refs(batch_index, iteration + 1)
+        refs = self.rollout.call_sharded("generate", [self.prompts[i] for i in batch_index],
+                                         rank_args=self.rank_sampling(iteration + 1))
         return lambda: (batch_index, concat(self.rollout.gather(refs)))
 
     def score(self, rollouts: Rollouts) -> torch.Tensor:
         """The RM score of every (prompt, response), spread over the RewardActors."""
         pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
-        return torch.tensor([s for part in self.reward.run_sharded("score", pairs) for s in part])
+        parts = self.reward.run_sharded_resilient("score", pairs, budget=self.restarts,
+                                                  timeout_s=self.cfg.fault.score_timeout_s,
+                                                  recover=lambda rank: [hook(rank) for hook in self.reward_restored])
+        return torch.tensor([s for part in parts for s in part])
 
     def sequences(self, rollouts: Rollouts, batch_index: list[int]) -> dict[str, torch.Tensor]:
         """Right-padded prompt+response rows with their masks, a row_id and the prompt's index into self.prompts."""

@@ -2,12 +2,13 @@
 
 import os
 import sys
+import time
 
 import pytest
 import ray
 import torch
 
-from actors.group import ActorDiedError, ActorGroup, ZeroShards, split_evenly
+from actors.group import ActorDiedError, ActorGroup, RestartBudget, ZeroShards, split_evenly
 from actors.reward import RewardActor
 from launch.cluster import report_node_precision
 from rlhf_ray.config import ResourceSpec
@@ -30,6 +31,34 @@ class Echo:
 
     def die(self):
         os._exit(1)
+
+
+class HangsOnce:
+    """Rank 1's first call hangs (a stuck worker), once per marker folder; every later call answers."""
+
+    def __init__(self, marker_dir: str, rank: int = 0):
+        self.marker, self.rank = os.path.join(marker_dir, f"hung{rank}"), rank
+
+    def double(self, items):
+        if self.rank == 1 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            time.sleep(3600)
+        return [2 * x for x in items]
+
+
+def test_a_hung_rank_is_restarted_and_its_shard_redone(ray_local, tmp_path):
+    group = ActorGroup(HangsOnce, 2, ResourceSpec(num_cpus=0.5), str(tmp_path), name="hangs")
+    try:
+        recovered, budget = [], RestartBudget(1)
+        out = group.run_sharded_resilient("double", [1, 2, 3, 4, 5], budget=budget, timeout_s=5,
+                                          recover=recovered.append)
+        assert out == [[2, 4, 6], [8, 10]] and recovered == [1] and budget.used == 1
+        os.remove(tmp_path / "hung1")  # hangs again: no restart left
+        with pytest.raises(ActorDiedError, match=r"hangs rank 1 gave no double result within 5 s, and the run has "
+                                                 r"used all 1 actor restarts"):
+            group.run_sharded_resilient("double", [1, 2, 3, 4, 5], budget=budget, timeout_s=5)
+    finally:
+        group.kill()
 
 
 def test_split_evenly():

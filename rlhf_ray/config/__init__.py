@@ -5,6 +5,7 @@ from .schema import (
     ContrastiveSection,
     DataConfig,
     EvalConfig,
+    FaultConfig,
     FieldMap,
     LearnerConfig,
     MetaRMConfig,
@@ -21,7 +22,7 @@ from .schema import (
 )
 
 __all__ = [
-    "ClusterConfig", "Config", "ConfigError", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "EvalConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig", "SFTConfig",
+    "ClusterConfig", "Config", "ConfigError", "FaultConfig", "ContrastiveSection", "StrengthConfig", "ResourceSpec", "RewardActorsConfig", "RolloutConfig", "DataConfig", "EvalConfig", "FieldMap", "LearnerConfig", "MetaRMConfig", "ModelConfig", "PPOConfig", "RMConfig", "RunConfig", "SFTConfig",
     "SeamConfig",
     "dump_config", "load_config",
 ]

@@ -451,6 +451,16 @@ class SyncConfig(Section):
     bucket_mb: int = Field(64, ge=1, description="Collective transport: max MiB per broadcast bucket.")
 
 
+class FaultConfig(Section):
+    """Actors lost during a run: rollout and reward actors are restarted on their bundle and their share redone."""
+
+    max_actor_restarts: int = Field(3, ge=0, description="Rollout/reward actor restarts a run may make in all; one more "
+                                    "failure stops it (0: the first failure stops it).")
+    rollout_timeout_s: float | None = Field(None, gt=0, description="A RolloutActor with no result this long into a "
+                                            "rollout is taken as hung and restarted (None: wait as long as it runs).")
+    score_timeout_s: float | None = Field(None, gt=0, description="The same for a RewardActor's scoring.")
+
+
 class Config(Section):
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -468,6 +478,7 @@ class Config(Section):
     reward: RewardActorsConfig = Field(default_factory=RewardActorsConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    fault: FaultConfig = Field(default_factory=FaultConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
