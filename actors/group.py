@@ -170,8 +170,7 @@ class ActorGroup:
         shards = split_evenly(items, len(self.actors))
 
         def submit(rank: int):
-            return getattr(self.actors[rank], method).remote(shards[rank], *args,
-                                                             *(rank_args(rank) if rank_args else ()))
+            return self._call_shard(method, rank, shards[rank], args, rank_args)
 
         pending = {submit(rank): rank for rank, shard in enumerate(shards) if shard}
         results: dict[int, object] = {}
@@ -202,8 +201,10 @@ class ActorGroup:
     def call_sharded(self, method: str, items: list, *args, rank_args=None) -> list:
         """run_sharded without the wait: ObjectRefs for gather (a phase that overlaps another)."""
         shards = split_evenly(items, len(self.actors))
-        return [getattr(a, method).remote(shard, *args, *(rank_args(rank) if rank_args else ()))
-                for rank, (a, shard) in enumerate(zip(self.actors, shards)) if shard]
+        return [self._call_shard(method, rank, shard, args, rank_args) for rank, shard in enumerate(shards) if shard]
+
+    def _call_shard(self, method: str, rank: int, shard: list, args: tuple, rank_args):
+        return getattr(self.actors[rank], method).remote(shard, *args, *(rank_args(rank) if rank_args else ()))
 
     def run_zero_shards(self, method: str, rows: dict, shards: "ZeroShards", *args, timeout_s: float | None = None) -> list:
         """A DeepSpeed group's call on row shards: rank r gets `{key: tensor[shards.padded(r)]}` (every rank the same

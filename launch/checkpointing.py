@@ -73,9 +73,10 @@ class CheckpointWriteFailed(RuntimeError):
     def __init__(self, staging: Path, cause: Exception):
         free = shutil.disk_usage(staging.parent).free / 2**30
         last = latest_checkpoint(staging.parent.parent)
+        reason = (str(cause).strip().splitlines() or [""])[-1]  # a remote error's last line is its own message
         super().__init__(
             f"writing checkpoint {staging.name.removesuffix('.tmp')} into {staging.parent} failed "
-            f"({type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}); "
+            f"({type(cause).__name__}: {reason}); "
             f"{free:.1f} GiB free there. The partial folder is removed; the last complete checkpoint "
             + (f"{last.name} is intact: free space or fix the cause, then run again with --resume" if last
                else "does not exist (this was the first)"))

@@ -77,8 +77,9 @@ def init_ray(cfg: ClusterConfig, run_dir: Path | None = None) -> None:
         if refused_token(e):
             raise ConnectionError(
                 f"the Ray cluster at cluster.address={cfg.address!r} refused this job: no token or the wrong one "
-                f"(RAY_AUTH_MODE={auth}). Give it the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token here), or set "
-                "RAY_AUTH_MODE=disabled for a cluster started without token authentication") from e
+                f"(RAY_AUTH_MODE={auth}). Give it the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                "~/.ray/auth_token here), or set RAY_AUTH_MODE=disabled for a cluster started without token "
+                "authentication") from e
         raise ConnectionError(
             f"cannot reach the Ray cluster at cluster.address={cfg.address!r} ({e}); "
             "check the address (ray://HOST:10001 for a client, or 'auto' on a cluster node) and that the head is up"

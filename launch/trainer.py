@@ -249,8 +249,12 @@ class PPOTrainer:
         pairs = list(zip(rollouts.prompt_ids, rollouts.response_ids))
         parts = self.reward.run_sharded_resilient("score", pairs, budget=self.restarts,
                                                   timeout_s=self.cfg.fault.score_timeout_s,
-                                                  recover=lambda rank: [hook(rank) for hook in self.reward_restored])
+                                                  recover=self._reward_actor_restarted)
         return torch.tensor([s for part in parts for s in part])
+
+    def _reward_actor_restarted(self, rank: int) -> None:
+        for hook in self.reward_restored:
+            hook(rank)
 
     def sequences(self, rollouts: Rollouts, batch_index: list[int]) -> dict[str, torch.Tensor]:
         """Right-padded prompt+response rows with their masks, a row_id and the prompt's index into self.prompts."""
