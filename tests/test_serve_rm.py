@@ -29,7 +29,9 @@ def free_port() -> int:
 
 
 def serve_config(*extra: str):
+    # fp32: the served scores are compared with a one-at-a-time fp32 reference (bf16 moves them by ~2e-3).
     return load_config(None, ["model.max_len=64", "model.max_response_len=32", "reward.serve.app=tiny_rm",
+                              "model.mixed_precision=none",
                               "reward.serve.replicas=2", "reward.serve.resources.num_cpus=0.5",
                               "reward.serve.max_batch_size=8", "reward.serve.batch_wait_s=0.02", *extra])
 
