@@ -32,7 +32,7 @@ class RestartBudget:
     def spend(self, what: str) -> None:
         if self.used >= self.limit:
             raise ActorDiedError(f"{what}, and the run has used all {self.limit} actor restarts "
-                                 "(fault.max_actor_restarts): stopping; --resume continues from the last checkpoint")
+                                 "(fault.max_actor_restarts)")
         self.used += 1
         log.warning("%s: restarting it on its bundle (restart %d of %d)", what, self.used, self.limit)
 
@@ -95,7 +95,7 @@ class ActorGroup:
 
     def __init__(self, actor_cls, n: int, resources: ResourceSpec, *args, name: str, pg: PlacementGroup | None = None,
                  bundle_offset: int = 0, timeout_s: float = 120.0, runtime_env: dict | None = None, **kwargs):
-        self.name = name
+        self.name, self.timeout_s = name, timeout_s
         self._own_pg = pg is None
         self.pg = pg or make_placement_group([bundle_of(resources)] * n, name, timeout_s, strategy=resources.placement)
         self._remote_cls = ray.remote(actor_cls)
@@ -118,11 +118,17 @@ class ActorGroup:
         return self._remote_cls.options(**recipe.options).remote(*recipe.args, rank=recipe.rank, **recipe.kwargs)
 
     def restart(self, rank: int, timeout_s: float | None = None) -> None:
-        """Replace actor `rank` (dead or alive) by a fresh one from its recipe, on the same bundle; waits until its
-        constructor has run. What it held (weights, a weight-sync group) must be given to it again."""
+        """Replace actor `rank` (dead or alive) by a fresh one from its recipe, on the same bundle (which Ray re-places
+        when its node is gone); waits until its constructor has run, at most timeout_s (default: the group's placement
+        timeout). What it held (weights, a weight-sync group) must be given to it again."""
         ray.kill(self.actors[rank], no_restart=True)
         self.actors[rank] = self._spawn(self.recipes[rank])
-        self.gather([self.actors[rank].__ray_ready__.remote()], timeout_s)
+        timeout_s = timeout_s or self.timeout_s
+        try:
+            self.gather([self.actors[rank].__ray_ready__.remote()], timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise ActorDiedError(f"{self.name} rank {rank} could not be restarted within {timeout_s:.0f} s: no node can "
+                                 f"take its bundle (available now: {ray.available_resources()})") from None
         log.info("%s: rank %d restarted", self.name, rank)
 
     def __len__(self) -> int:
@@ -211,6 +217,18 @@ class ActorGroup:
         number of micro-batches, see ZeroShards). Per-rank results, padded rows included (ZeroShards.unpad drops them)."""
         return self.gather([getattr(a, method).remote({k: v[shards.padded(r)] for k, v in rows.items()}, *args)
                             for r, a in enumerate(self.actors)], timeout_s)
+
+    def dead_ranks(self, timeout_s: float = 10.0) -> list[int]:
+        """Ranks whose actor is gone (a busy or hung one is alive: its answer only waits in its queue)."""
+        dead = []
+        for rank, actor in enumerate(self.actors):
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=timeout_s)
+            except ray.exceptions.RayActorError:
+                dead.append(rank)
+            except ray.exceptions.GetTimeoutError:
+                pass
+        return dead
 
     def kill(self) -> None:
         for actor in self.actors:

@@ -10,6 +10,7 @@ import torch
 from rlhf_ray.algorithms import row_loss_weights
 from rlhf_ray.config import LearnerConfig, PPOConfig
 from rlhf_ray.device import autocast, torch_device
+from rlhf_ray.fault_injection import die_if_asked
 from rlhf_ray.memory import trims_host_memory
 from rlhf_ray.models import load_critic, load_policy, load_reference
 from rlhf_ray.ppo.batch import sequence_logprobs, trim_padding
@@ -107,6 +108,7 @@ class LearnerActor(NodePrecision, WeightSource, PeakMemory):
         self._micro_batches(batch)  # the size check
         mb_size = self.learner.micro_batch_size
         generator = torch.Generator().manual_seed(self.seed * 1000 + self.updates)
+        die_if_asked("learner", self.rank, self.updates + 1)  # a test's death: the other ranks wait in a collective
         sums, count = {}, 0
         for _ in range(self.learner.ppo_epochs):
             order = torch.randperm(n, generator=generator)

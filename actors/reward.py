@@ -16,7 +16,7 @@ from .weight_sync import WeightTarget
 class RewardActor(NodePrecision, WeightTarget, PeakMemory):
     def __init__(self, model_dir: str | None = None, function: str | None = None, function_kwargs: dict | None = None,
                  dtype: str = "float32", mixed_precision: str = "auto", batch_size: int = 16, rank: int = 0,
-                 serve_app: str | None = None):
+                 serve_app: str | None = None, non_finite: str = "error"):
         if sum(x is not None for x in (model_dir, function, serve_app)) != 1:
             raise ValueError("a RewardActor needs exactly one of model_dir, function and serve_app")
         self.function = load_reward_function(function, function_kwargs) if function else None
@@ -30,7 +30,7 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
         if model_dir is not None:
             self.tokenizer = load_tokenizer(model_dir)
             self.model = load_reward_model(model_dir, dtype)
-        self.batch_size, self.rank, self.calls = batch_size, rank, 0
+        self.batch_size, self.rank, self.calls, self.non_finite = batch_size, rank, 0, non_finite
         self.mixed_precision = self._resolve_precision(mixed_precision).mode  # auto: decided for this node
 
     def ready(self) -> bool:
@@ -38,7 +38,8 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
 
     @trims_host_memory
     def score(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS."""
+        """Rewards for (prompt_ids, response_ids) pairs; the RM reads each sequence at a final EOS. A non-finite reward
+        raises, or (non_finite=skip) comes back as NaN for the driver to drop."""
         self.calls += 1
         die_if_asked("reward", self.rank, self.calls)
         if self.function is not None:
@@ -51,6 +52,8 @@ class RewardActor(NodePrecision, WeightTarget, PeakMemory):
             scores = score_sequences(self.model, sequences, self.tokenizer.pad_token_id, self.batch_size,
                                      self.mixed_precision).tolist()
         bad = [i for i, s in enumerate(scores) if not math.isfinite(s)]
+        if bad and self.non_finite == "skip":
+            return [s if math.isfinite(s) else math.nan for s in scores]
         if bad:  # before any advantage is computed from it
             raise FloatingPointError(f"{self.source} gave a non-finite reward to {len(bad)} of {len(pairs)} responses "
                                      f"(positions {bad[:10]} of this actor's batch: {[scores[i] for i in bad[:10]]})")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from actors.group import ActorGroup
+from actors.group import ActorDiedError, ActorGroup
 from rlhf_ray.algorithms import RunningMoments
 from rlhf_ray.config import Config, dump_config
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
@@ -21,6 +21,8 @@ from rlhf_ray.training.checkpoint import (
     latest_checkpoint,
     staging_dir,
 )
+
+from .testing import hang_if_asked
 
 log = logging.getLogger("rlhf_ray.checkpoint")
 
@@ -49,6 +51,7 @@ def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner:
     staging = staging_dir(run_dir, state.iteration)
     try:
         learner.run("save_checkpoint", str(staging))  # every rank writes its ZeRO shards; rank 0 the HF folders
+        hang_if_asked(f"checkpoint:{state.iteration}")  # a test kills the run here: a half-written checkpoint
         for name in ("policy", "critic"):
             if (staging / name).is_dir():  # no critic folder with a critic-free estimator
                 tokenizer.save_pretrained(staging / name)  # a self-contained HF folder that vLLM and transformers load
@@ -61,6 +64,8 @@ def save_ppo_checkpoint(run_dir: Path, cfg: Config, state: DriverState, learner:
             part(staging)
     except Exception as e:
         shutil.rmtree(staging, ignore_errors=True)  # its partial files would hold the space a retry needs
+        if isinstance(e, ActorDiedError):  # a lost rank, not the disk: the run's fault handling takes it
+            raise
         raise CheckpointWriteFailed(staging, e) from e
     final = commit_checkpoint(staging, cfg.run.keep_checkpoints)
     log.info("checkpoint %s", final)

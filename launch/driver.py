@@ -8,8 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
+from ray.exceptions import RayActorError, RayTaskError
 from tqdm.auto import tqdm
 
+from actors.group import ActorDiedError
 from rlhf_ray.config import Config
 from rlhf_ray.learning_curve import describe_rise, write_learning_report
 from rlhf_ray.run_dir import seed_everything
@@ -25,7 +27,28 @@ log = logging.getLogger("rlhf_ray.ppo")
 
 def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool = False,
             buffer_filter: BufferFilter | None = None) -> list[dict]:
-    """Run PPO iterations; with resume, continue from the run folder's last complete checkpoint. Returns the rows."""
+    """Run PPO iterations; with resume, continue from the run folder's last complete checkpoint. An actor lost for
+    good (a learner rank) stops the run with what --resume would continue from; with fault.auto_resume the run does
+    that itself, on fresh actors. Returns the rows of the last attempt."""
+    resumes_left = cfg.fault.auto_resume
+    while True:
+        try:
+            return run_ppo_once(cfg, run_dir, show_progress, resume, buffer_filter)
+        except (ActorDiedError, RayActorError) as e:
+            ckpt = latest_checkpoint(run_dir)
+            where = f"its last complete checkpoint, {ckpt}" if ckpt else "iteration 1 (no checkpoint was written yet)"
+            if not resumes_left:
+                raise ActorDiedError(f"{e}\nThe run stopped; its actors are freed. Run the same command with --resume "
+                                     f"to continue from {where}" + ("" if cfg.fault.auto_resume else
+                                                                    " (fault.auto_resume=N does that by itself)")) from e
+            resumes_left -= 1
+            log.warning("%s\nfault.auto_resume: resuming from %s on fresh actors (%d automatic resumes left)",
+                        str(e).splitlines()[0], where, resumes_left)
+            resume = True
+
+
+def run_ppo_once(cfg: Config, run_dir: Path, show_progress: bool, resume: bool,
+                 buffer_filter: BufferFilter | None) -> list[dict]:
     seed_everything(cfg.run.seed)
     ckpt = latest_checkpoint(run_dir)
     if ckpt and not resume:
@@ -61,6 +84,13 @@ def run_ppo(cfg: Config, run_dir: Path, show_progress: bool = True, resume: bool
             # After the iteration's rows are written: a resume drops rows newer than its checkpoint.
             if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == total:
                 trainer.checkpoint()
+    except RayTaskError as e:  # a collective that lost a peer fails in the live ranks: name the dead one
+        dead = [f"{g.name} rank {r}" for g in (trainer.rollout, trainer.reward, trainer.learner, online.rm_group)
+                if g for r in g.dead_ranks()]
+        if dead:
+            raise ActorDiedError(f"{', '.join(dead)} died; a call that needed it failed: "
+                                 f"{str(e).strip().splitlines()[-1]}") from e
+        raise
     finally:
         if seam:
             seam.close()

@@ -25,9 +25,10 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def job_spec(job: str, config: str, overrides: list[str], *, resume: bool = False,
-             root: Path = PROJECT_ROOT) -> dict:
-    """The entrypoint and runtime environment of one job; the config is loaded here first, so a bad key fails on
-    the submitting machine rather than minutes later on the cluster."""
+             root: Path = PROJECT_ROOT, env: dict[str, str] | None = None) -> dict:
+    """The entrypoint and runtime environment of one job (env: more variables for the driver and every worker);
+    the config is loaded here first, so a bad key fails on the submitting machine rather than minutes later on the
+    cluster."""
     if job not in JOBS:
         raise ConfigError(f"--job {job!r} is not one of {', '.join(JOBS)}")
     if resume and job != "train":
@@ -49,7 +50,8 @@ def job_spec(job: str, config: str, overrides: list[str], *, resume: bool = Fals
         # Model assets are built once by the driver into the shared storage beside the runs, where every node reads
         # them (GPU nodes often have no PyPI, and builds on several nodes would race).
         "runtime_env": {"working_dir": str(root), "excludes": EXCLUDES,
-                        "env_vars": {**worker_env(), "RLHF_RAY_CACHE": str(output_dir / ".rlhf_ray_cache")}},
+                        "env_vars": {**worker_env(), "RLHF_RAY_CACHE": str(output_dir / ".rlhf_ray_cache"),
+                                     **(env or {})}},
         "metadata": {"rlhf_ray_job": job, "config": str(rel), "run_dir": str(output_dir / cfg.run.name)},
         "run_dir": output_dir / cfg.run.name,
         "name": cfg.run.name,
@@ -73,8 +75,8 @@ def client(address: str | None):
 
 
 def submit(address: str | None, job: str, config: str, overrides: list[str], *, resume: bool = False,
-           submission_id: str | None = None) -> tuple[str, dict]:
-    spec = job_spec(job, config, overrides, resume=resume)
+           submission_id: str | None = None, env: dict[str, str] | None = None) -> tuple[str, dict]:
+    spec = job_spec(job, config, overrides, resume=resume, env=env)
     sid = submission_id or f"rlhf-ray-{spec['name']}-{uuid.uuid4().hex[:6]}"
     client(address).submit_job(entrypoint=spec["entrypoint"], runtime_env=spec["runtime_env"],
                                metadata=spec["metadata"], submission_id=sid)

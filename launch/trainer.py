@@ -36,13 +36,14 @@ from rlhf_ray.ppo.advantages import compute_targets, mean_sequence_kl, uses_crit
 from rlhf_ray.ppo.batch import action_values, make_sequences
 from rlhf_ray.ppo.metrics import iteration_metrics
 from rlhf_ray.ppo.replay_buffer import ReplayBuffer
-from rlhf_ray.rollout.types import Rollouts, SamplingParams, concat
+from rlhf_ray.rollout.types import Rollouts, SamplingParams, concat, drop_non_finite_prompts
 from rlhf_ray.run_dir import truncate_jsonl
 from rlhf_ray.training.checkpoint import save_hf_atomic
 
 from .checkpointing import DriverState, restore_ppo_checkpoint, save_ppo_checkpoint
 from .cluster import init_ray, report_node_precision
 from .rm_train import reward_model_save_dir, run_rm_train
+from .testing import hang_if_asked
 
 log = logging.getLogger("rlhf_ray.ppo")
 
@@ -56,14 +57,18 @@ CheckpointPart = Callable[[Path], None]
 
 
 class PhaseTimer:
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
+    """Seconds per phase of one iteration; each phase's start and end are points a test can stop the run at."""
+
+    def __init__(self, iteration: int):
+        self.iteration, self.seconds = iteration, {}
 
     @contextmanager
     def __call__(self, phase: str):
+        hang_if_asked(f"{phase}:{self.iteration}")
         t0 = time.perf_counter()
         yield
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+        hang_if_asked(f"{phase}:{self.iteration}:end")
 
 
 class PPOTrainer:
@@ -123,7 +128,7 @@ class PPOTrainer:
                                  None if serve_app else reward_dir, name="reward", serve_app=serve_app,
                                  pg=self.shared_pg, function=cfg.reward.function,
                                  function_kwargs=cfg.reward.function_kwargs, mixed_precision=cfg.model.mixed_precision,
-                                 batch_size=cfg.reward.batch_size, timeout_s=timeout)
+                                 batch_size=cfg.reward.batch_size, non_finite=cfg.reward.non_finite, timeout_s=timeout)
         self.learner = make_learner_group(cfg.learner, cfg.ppo, self.policy_dir, critic_dir, cfg.run.seed,
                                           cfg.model.mixed_precision, timeout_s=timeout)
         report_node_precision(rollout_precision, self.rollout)
@@ -167,7 +172,7 @@ class PPOTrainer:
     def step(self, iteration: int, extra_row: dict[str, float] | None = None) -> dict[str, float]:
         """One RLHF iteration; returns its metrics row (also written to metrics.jsonl and TensorBoard), which
         extra_row joins (an online round's diagnostics)."""
-        timer, t0 = PhaseTimer(), time.perf_counter()
+        timer, t0 = PhaseTimer(iteration), time.perf_counter()
         if self.state.ahead:  # generated while the last iteration learned (rollout.one_step_off_policy)
             batch_index, rollouts = self.state.ahead
             self.state.ahead = None
@@ -178,7 +183,7 @@ class PPOTrainer:
                 rollouts = self.generate(batch_index, iteration)
         with timer("score"):
             scores = self.score(rollouts)
-        hooked = {}
+        rollouts, scores, hooked = self.skip_non_finite(rollouts, scores, iteration)
         for hook in self.rollout_hooks:
             with timer("hooks"):
                 hooked |= hook(rollouts, scores)
@@ -251,6 +256,20 @@ class PPOTrainer:
                                                   timeout_s=self.cfg.fault.score_timeout_s,
                                                   recover=self._reward_actor_restarted)
         return torch.tensor([s for part in parts for s in part])
+
+    def skip_non_finite(self, rollouts: Rollouts, scores: torch.Tensor, iteration: int):
+        """reward.non_finite=skip: every sample of a prompt with a NaN reward leaves the iteration (RewardActors send
+        NaN for a non-finite reward); the samples dropped are counted in the iteration's row."""
+        if self.cfg.reward.non_finite != "skip":
+            return rollouts, scores, {}
+        kept, scores, skipped = drop_non_finite_prompts(rollouts, scores)
+        if not len(kept):
+            raise FloatingPointError(f"iteration {iteration}: every prompt had a non-finite reward "
+                                     "(reward.non_finite=skip): nothing left to learn from")
+        if skipped:
+            log.warning("iteration %d: %d samples skipped, their prompts had a non-finite reward "
+                        "(reward.non_finite=skip)", iteration, skipped)
+        return kept, scores, {"reward/non_finite_skipped": float(skipped)}
 
     def _reward_actor_restarted(self, rank: int) -> None:
         for hook in self.reward_restored:

@@ -74,3 +74,37 @@ def ppo_config(tiny_model_dir, tmp_path):
         ])
 
     return build
+
+
+@pytest.fixture(scope="session")
+def online_run(tiny_model_dir, tiny_rm_dir, tmp_path_factory):
+    """An online run of tiny models, straight through (`rlhf-ray train` as a subprocess): 2 rounds of 2 PPO iterations
+    with a MetaRM update, a gold judge and the SEAM filter, checkpointed every iteration. Returns (config, runs
+    folder); the run is runs/straight. test_online checks its rounds, test_kill_anywhere kills and resumes it."""
+    import yaml
+    from subprocess_runs import train
+
+    tmp = tmp_path_factory.mktemp("online")
+    cfg = {
+        "run": {"output_dir": str(tmp / "runs"), "checkpoint_every": 1, "keep_checkpoints": 5},
+        "data": {"max_pairs": 64, "max_eval_pairs": 16},
+        # fp32: the push check compares the RewardActor's scores with the RM learner's own, batched differently.
+        "model": {"policy": str(tiny_model_dir), "reward": str(tiny_rm_dir), "mixed_precision": "none"},
+        "cluster": {"num_cpus": 8},
+        "rollout": {"num_actors": 1, "max_model_len": 160, "max_new_tokens": 16, "n_samples": 4, "kv_cache_gib": 0.5,
+                    "temperature": 1.0, "top_p": 1.0},
+        "reward": {"resources": {"num_cpus": 0.5}},
+        "learner": {"world_size": 2, "zero_stage": 2, "micro_batch_size": 8, "actor_lr": 1e-2, "critic_lr": 2e-3},
+        # Large steps, so that a lost RM or ascent state, or a missed push, shows in the metrics.
+        "rm": {"lr": 1e-3, "batch_size": 8, "micro_batch_size": 4, "warmup_steps": 0},
+        "metarm": {"k": 3, "meta_batch_prompts": 4, "meta_lr": 1e-3},
+        "online": {"rounds": 2, "rm_steps": 2, "gold": str(tiny_rm_dir)},  # the initial RM stands in for a gold RM
+        # Each iteration's lowest-SEAM quarter of the prompts leaves the buffer (worse answers cached in the run's tmp).
+        "seam": {"filter": "seam", "variant": "adv", "k": 3, "drop_fraction": 0.25, "max_answer_tokens": 64,
+                 "cache": str(tmp / "seam_cache")},
+        "ppo": {"iterations": 2, "prompts_per_iteration": 8, "kl_coef": 0.05},
+    }
+    path = tmp / "online.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    train(path, "straight")
+    return path, tmp / "runs"

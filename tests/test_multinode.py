@@ -87,7 +87,8 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, ray_local):
     """Three loopback nodes with Ray's token authentication, sharing the token that the session's local Ray
-    (ray_local) made in ~/.ray/auth_token: job submission and the jobs' drivers must present it."""
+    (ray_local) made in ~/.ray/auth_token: job submission and the jobs' drivers must present it. Yields (dashboard
+    URL, a tmp folder, {node_x: node id}, the node processes in start order, add_node(name, **spec))."""
     root = tmp_path_factory.mktemp("cluster")
     (root / "hidden").mkdir()
     temp = Path(f"/tmp/rlhf_mn_{os.getpid()}")  # short: Ray's socket paths live under it
@@ -109,10 +110,16 @@ def cluster(tmp_path_factory, ray_local):
                    dashboard_port=dash, ray_client_server_port=free_port(), num_cpus=2, resources={"node_head": 4},
                    temp_dir=str(temp), log=root / "head.log", env=env)
         gcs = f"127.0.0.1:{port}"
-        start_node(procs, url, gcs_address=gcs, num_cpus=2, resources={"node_a": 4}, log=root / "a.log", env=env)
+        # rollout_slot: where the node-loss test's RolloutActor may live (node a, then a node that joins).
+        start_node(procs, url, gcs_address=gcs, num_cpus=2, resources={"node_a": 4, "rollout_slot": 1},
+                   log=root / "a.log", env=env)
         start_node(procs, url, gcs_address=gcs, num_cpus=3, resources={"node_b": 4}, log=root / "b.log", env=env,
                    wrap=["unshare", "-m", "sh", "-c", hide, "sh"])
-        yield url, root, nodes_by_resource(url), procs
+
+        def add_node(name: str, **spec):  # one more worker node, e.g. after a node was lost
+            start_node(procs, url, gcs_address=gcs, log=root / f"{name}.log", env=env, **spec)
+
+        yield url, root, nodes_by_resource(url), procs, add_node
     finally:
         for proc in procs[::-1]:
             stop(proc)
@@ -124,7 +131,7 @@ def test_every_node_is_on_loopback(cluster):
     import psutil
     from ray.util.state import list_nodes
 
-    url, _, _, procs = cluster
+    url, _, _, procs, _ = cluster
     assert {n.node_ip for n in list_nodes(address=url)} == {"127.0.0.1"}
     node_procs = [q for p in procs for q in [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]]
     listening = {c.laddr.ip for q in node_procs for c in q.net_connections("inet") if c.status == psutil.CONN_LISTEN}
@@ -162,7 +169,7 @@ def run_job(url: str, job: str, overrides: list[str], timeout_s: float = 600) ->
 
 def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_dir):
     """HF's rollout engine: placement and cross-node sync are under test here, vLLM in the engine and sync tests."""
-    url, root, nodes, _ = cluster
+    url, root, nodes, *_ = cluster
     runs = root / "shared" / "runs"
     status, logs, job_id = run_job(url, "train", [
         f"model.policy={tiny_model_dir}", f"model.reward={tiny_rm_dir}", f"run.output_dir={runs}", "run.name=ppo",
@@ -187,7 +194,7 @@ def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_d
 
 
 def test_strength_job_trains_its_members_on_the_asked_node(cluster, tiny_model_dir):
-    url, root, nodes, _ = cluster
+    url, root, nodes, *_ = cluster
     data = root / "shared" / "pairs.jsonl"
     data.parent.mkdir(exist_ok=True)
     noisy_pairs(data, n=96)
@@ -207,7 +214,7 @@ def test_strength_job_trains_its_members_on_the_asked_node(cluster, tiny_model_d
 
 
 def test_a_run_folder_one_node_cannot_see_fails_at_start(cluster, tiny_model_dir):
-    url, root, nodes, _ = cluster
+    url, root, nodes, *_ = cluster
     runs = root / "hidden" / "runs"
     status, logs, _ = run_job(url, "rm train", [f"model.policy={tiny_model_dir}", f"run.output_dir={runs}",
                                                 "run.name=blind", "data.max_pairs=16"], timeout_s=300)
@@ -215,3 +222,50 @@ def test_a_run_folder_one_node_cannot_see_fails_at_start(cluster, tiny_model_dir
     assert f"run folder {runs / 'blind'} is not on storage every node shares" in logs
     assert nodes["node_b"][:12] in logs and nodes["node_a"][:12] not in logs
     assert "RMLearnerActor" not in logs  # it failed before any actor started
+
+
+@pytest.mark.long  # the last test of the module: it removes node a. ~2 min: a fourth node's start, a run of 3 iterations
+def test_a_node_lost_mid_run_is_survived_on_the_nodes_left(cluster, tiny_model_dir, tiny_rm_dir):
+    """Node a holds the RolloutActor (at the start the only node with a rollout_slot). After iteration 1 the run is
+    held; node c (with a rollout_slot) joins and node a is killed, raylet, workers and all; the run is let go. The
+    dead RolloutActor is restarted on its bundle, which Ray re-places on node c, takes the current policy through a
+    rebuilt weight group, and the run ends with every iteration's samples."""
+    url, root, nodes, procs, add_node = cluster
+    runs, hanging, release = root / "shared" / "runs", root / "node_loss.hanging", root / "node_loss.release"
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        sid, _ = submit(url, "train", CONFIG, [
+            f"model.policy={tiny_model_dir}", f"model.reward={tiny_rm_dir}", f"run.output_dir={runs}",
+            "run.name=node_loss", "data.source=hh_rlhf", "data.max_pairs=32", "ppo.iterations=3",
+            "ppo.prompts_per_iteration=4", "rollout.engine=hf", "rollout.num_actors=1", "rollout.max_model_len=160",
+            "rollout.max_new_tokens=16", "rollout.n_samples=2", "rollout.resources.custom={rollout_slot: 1}",
+            "reward.resources.num_cpus=0.5", "reward.resources.custom={node_head: 1}", "learner.world_size=2",
+            "learner.zero_stage=2", "learner.micro_batch_size=4", "learner.resources.placement=STRICT_PACK",
+            "learner.resources.custom={node_b: 1}", "sync.transport=collective",
+        ], env={"RLHF_RAY_TEST_HANG_AFTER": "1", "RLHF_RAY_TEST_HANG_FILE": str(hanging),
+                "RLHF_RAY_TEST_RELEASE_FILE": str(release)})
+    finally:
+        os.chdir(cwd)
+    deadline = time.monotonic() + 600
+    while not hanging.exists():
+        status = client(url).get_job_status(sid)
+        assert not status.is_terminal() and time.monotonic() < deadline, client(url).get_job_logs(sid)[-4000:]
+        time.sleep(1)
+    job_id = client(url).get_job_info(sid).job_id
+    assert set(actor_nodes(url, "RolloutActor", job_id)) == {nodes["node_a"]}
+    add_node("c", num_cpus=2, resources={"node_c": 4, "rollout_slot": 1})
+    node_c = nodes_by_resource(url)["node_c"]
+    stop(procs[1])  # node a
+    release.touch()
+    status = wait(url, sid, 600)
+    logs = client(url).get_job_logs(sid)
+    assert status == "SUCCEEDED", logs[-4000:]
+    assert "rollout rank 0 died during generate" in logs and "rollout: rank 0 restarted" in logs
+    assert sorted(actor_nodes(url, "RolloutActor", job_id)) == sorted([nodes["node_a"], node_c])  # and its replacement
+    rows = read_metrics(runs / "node_loss" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3] and [r["fault/actor_restarts"] for r in rows] == [0, 1, 1]
+    sampled = [json.loads(line) for line in (runs / "node_loss" / "samples.jsonl").open()]
+    for step in (1, 2, 3):  # no sample lost or done twice: 4 prompts x 2 samples each
+        prompts = [s["prompt_index"] for s in sampled if s["step"] == step]
+        assert len(prompts) == 8 and all(prompts.count(p) == 2 for p in prompts), (step, prompts)

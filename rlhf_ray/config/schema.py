@@ -421,6 +421,10 @@ class RewardActorsConfig(Section):
         None, description="'module:callable' programmatic reward f(prompt_ids, response_ids, **function_kwargs) -> float, used instead of model.reward."
     )
     function_kwargs: dict = Field(default_factory=dict, description="Keyword arguments of the reward function.")
+    non_finite: Literal["error", "skip"] = Field(
+        "error", description="A NaN or infinite reward: error stops the run naming its source; skip drops every sample "
+        "of that prompt from the iteration (its group stays whole for group estimators), counted in the metric "
+        "reward/non_finite_skipped.")
 
 
 class LearnerConfig(Section):
@@ -452,13 +456,17 @@ class SyncConfig(Section):
 
 
 class FaultConfig(Section):
-    """Actors lost during a run: rollout and reward actors are restarted on their bundle and their share redone."""
+    """Actors lost during a run: rollout and reward actors are restarted on their bundle and their share redone; a
+    lost learner rank stops the run, or with auto_resume the run resumes itself from its last checkpoint."""
 
     max_actor_restarts: int = Field(3, ge=0, description="Rollout/reward actor restarts a run may make in all; one more "
                                     "failure stops it (0: the first failure stops it).")
     rollout_timeout_s: float | None = Field(None, gt=0, description="A RolloutActor with no result this long into a "
                                             "rollout is taken as hung and restarted (None: wait as long as it runs).")
     score_timeout_s: float | None = Field(None, gt=0, description="The same for a RewardActor's scoring.")
+    auto_resume: int = Field(0, ge=0, description="Times a run that lost an actor it cannot restart in-run (a learner "
+                             "rank, or any actor once max_actor_restarts are used) rebuilds every actor group and "
+                             "resumes from its last checkpoint by itself, as --resume would (0: it stops and says so).")
 
 
 class Config(Section):

@@ -1,6 +1,6 @@
 """What a rollout engine takes and returns, independent of vLLM or HF."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import torch
@@ -36,6 +36,11 @@ class Rollouts:
     def __len__(self) -> int:
         return len(self.response_ids)
 
+    def select(self, rows: list[int]) -> "Rollouts":
+        """These rows only, in the order given (prompt_index unchanged)."""
+        lists = {f.name: [getattr(self, f.name)[i] for i in rows] for f in fields(self) if f.name != "seconds"}
+        return Rollouts(**lists, seconds=self.seconds)
+
     def append(self, index: int, prompt: list[int], response: list[int], logprobs: list[float],
                text: str, finish_reason: str) -> None:
         self.prompt_index.append(index)
@@ -59,6 +64,14 @@ def concat(parts: list[Rollouts]) -> Rollouts:
         offset += max(part.prompt_index, default=-1) + 1
         out.seconds = max(out.seconds, part.seconds)
     return out
+
+
+def drop_non_finite_prompts(rollouts: Rollouts, scores: torch.Tensor) -> tuple[Rollouts, torch.Tensor, int]:
+    """Every sample of a prompt that has a non-finite score leaves (a prompt's group stays whole, as group estimators
+    need); returns the rest, their scores and how many samples left."""
+    bad = {rollouts.prompt_index[i] for i in torch.nonzero(~torch.isfinite(scores)).flatten().tolist()}
+    keep = [i for i, p in enumerate(rollouts.prompt_index) if p not in bad]
+    return rollouts.select(keep), scores[keep], len(rollouts) - len(keep)
 
 
 class RolloutEngine(Protocol):
