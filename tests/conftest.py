@@ -77,12 +77,10 @@ def ppo_config(tiny_model_dir, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def online_run(tiny_model_dir, tiny_rm_dir, tmp_path_factory):
-    """An online run of tiny models, straight through (`rlhf-ray train` as a subprocess): 2 rounds of 2 PPO iterations
-    with a MetaRM update, a gold judge and the SEAM filter, checkpointed every iteration. Returns (config, runs
-    folder); the run is runs/straight. test_online checks its rounds, test_kill_anywhere kills and resumes it."""
+def online_config(tiny_model_dir, tiny_rm_dir, tmp_path_factory):
+    """The config of an online run of tiny models: 2 rounds of 2 PPO iterations with a MetaRM update, a gold judge
+    and the SEAM filter, checkpointed every iteration. Returns (config path, runs folder)."""
     import yaml
-    from subprocess_runs import train
 
     tmp = tmp_path_factory.mktemp("online")
     cfg = {
@@ -106,5 +104,14 @@ def online_run(tiny_model_dir, tiny_rm_dir, tmp_path_factory):
     }
     path = tmp / "online.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    train(path, "straight")
     return path, tmp / "runs"
+
+
+@pytest.fixture(scope="session")
+def online_run(online_config):
+    """online_config's run straight through (`rlhf-ray train` as a subprocess), in runs/straight. test_online checks
+    its rounds, test_kill_anywhere kills and resumes the same config."""
+    from subprocess_runs import train
+
+    train(online_config[0], "straight")
+    return online_config

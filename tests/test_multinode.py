@@ -193,6 +193,7 @@ def test_ppo_job_places_each_role_on_its_node(cluster, tiny_model_dir, tiny_rm_d
     assert len((runs / "ppo" / "samples.jsonl").read_text().splitlines()) == 2 * 4 * 2
 
 
+@pytest.mark.long  # ~1 min; the PPO job above checks that every role's learners land on the node asked for
 def test_strength_job_trains_its_members_on_the_asked_node(cluster, tiny_model_dir):
     url, root, nodes, *_ = cluster
     data = root / "shared" / "pairs.jsonl"

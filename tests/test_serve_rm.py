@@ -176,6 +176,7 @@ def test_ppo_with_reward_remote_serve_scores_as_local_reward_actors(served, ppo_
     assert post_pairs(served[1], [{"prompt_ids": list(seen["pairs"][0][0]), "response_ids": list(seen["pairs"][0][1])}])
 
 
+@pytest.mark.long  # ~50 s; the module's fixture deploys and serves the same app through deploy_rm, as the command does
 def test_serve_rm_command_serves_until_interrupted(tiny_rm_dir, tmp_path):
     """`rlhf-ray serve rm` in its own process (its own local Ray): up, answers on loopback, Ctrl-C ends it."""
     port = free_port()
