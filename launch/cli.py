@@ -41,6 +41,24 @@ def cmd_rm_train(args) -> None:
               f"{summary['eval/confident/accuracy']:.4f} on {summary['eval/confident/pairs']:.0f} pairs")
 
 
+def cmd_rm_eval(args) -> None:
+    from pathlib import Path
+
+    from launch.rm_eval import format_rm_eval, run_rm_eval
+    from rlhf_ray.config import dump_config
+    from rlhf_ray.run_dir import attach_log_file
+
+    cfg = _config(args)
+    # Its own folder: an eval never writes into the run that trained the RM.
+    name = Path(args.reward_model).expanduser().resolve().name or "rm"
+    out = Path(args.out) if args.out else Path(cfg.run.output_dir) / "rm_eval" / f"{name}_on_{Path(args.config).stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    attach_log_file(out)
+    print(format_rm_eval(run_rm_eval(cfg, args.reward_model, out, show_progress=not args.no_progress)))
+    print(f"written: {out / 'rm_eval.json'}, {out / 'rm_eval_scores.jsonl'}")
+
+
 def cmd_sft(args) -> None:
     from launch.sft import run_sft
 
@@ -104,6 +122,58 @@ def cmd_eval(args) -> None:
     attach_log_file(out)
     print(format_result(run_eval(cfg, out, args.policy, args.against)))
     print(f"written: {out / 'eval.json'}, {out / 'eval_samples.jsonl'}")
+
+
+def cmd_generate(args) -> None:
+    from launch.generate import prompt_rows, run_generate, write_jsonl_to
+
+    if args.greedy:
+        args.overrides = [*args.overrides, "rollout.temperature=0", "rollout.n_samples=1"]
+    cfg = _config(args)
+    rows = prompt_rows(cfg, args.prompts, args.prompt)
+    write, close = write_jsonl_to(args.out)
+    try:
+        n = run_generate(cfg, args.policy, rows, write, show_progress=not args.no_progress and bool(args.out))
+    finally:
+        close()
+    if args.out:
+        print(f"{n} responses to {len(rows)} prompts written to {args.out}")
+
+
+def cmd_chat(args) -> None:
+    from launch.generate import run_chat
+
+    if args.greedy:
+        args.overrides = [*args.overrides, "rollout.temperature=0"]
+    cfg = _config(args)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("chat with the policy: one line per turn; /reset starts over, /exit or Ctrl-D stops")
+
+    def lines():
+        while True:
+            try:
+                yield input("you> ") if interactive else next(sys.stdin)
+            except (EOFError, StopIteration):
+                return
+
+    run_chat(cfg, args.policy, lines(), lambda text: print(f"policy> {text}" if interactive else text, flush=True),
+             system=args.system)
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from launch.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml)")
+    page = write_report(run_dir)
+    if page is None:
+        return 1
+    print(f"report: {page} (plots in {run_dir / 'report'})")
+    return 0
 
 
 def cmd_seam_score(args) -> None:
@@ -253,12 +323,17 @@ def cmd_serve_load(args) -> int:
 
 
 def cmd_data_inspect(args) -> None:
-    from rlhf_ray.data import load_preferences, prompt_dataset
+    from rlhf_ray.data import load_preferences, load_prompt_rows, prompt_dataset
 
     cfg = _config(args)
     data = load_preferences(cfg.data)
     print(data.summary())
-    print(f"RL prompts (distinct, with gold response): {len(prompt_dataset(data.train))} train")
+    if cfg.data.prompt_paths:
+        prompts, reports = load_prompt_rows(cfg.data)
+        print("\n".join(r.summary() for r in reports))
+        print(f"RL prompts (distinct, from data.prompt_paths, no gold response): {len(prompts)}")
+    else:
+        print(f"RL prompts (distinct, with gold response): {len(prompt_dataset(data.train))} train")
     for row in data.train.select(range(min(args.show, len(data.train)))):
         print("-" * 60)
         print(f"[{row['file']}:{row['line']}] PROMPT: {row['prompt'][-300:]!r}")
@@ -306,11 +381,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. eval.prompts=50")
     p.set_defaults(func=cmd_eval)
 
+    p = commands.add_parser("report", help="one self-contained HTML page (and PNGs) of a run folder: config, curves, "
+                                           "online rounds, first and last samples")
+    p.add_argument("run_dir", help="a run folder (train, rm train, gold build, ...)")
+    p.set_defaults(func=cmd_report)
+
+    def with_policy(p):
+        p.add_argument("policy", help="a run folder (its latest checkpoint's policy) or a model folder/asset")
+        p.add_argument("-c", "--config", help="YAML config for the rollout section and data formats (default: defaults)")
+        p.add_argument("--greedy", action="store_true", help="greedy decoding (rollout.temperature=0)")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. rollout.max_new_tokens=256")
+        return p
+
+    p = with_policy(commands.add_parser("generate", help="sample responses from a policy (the rollout engine, chat "
+                                                         "template) to a prompt file or --prompt texts, as JSONL"))
+    p.add_argument("--prompts", help="a prompt file (JSON/JSONL/parquet/arrow/folder; rows with a prompt as text or "
+                                     "messages, or ShareGPT conversations)")
+    p.add_argument("--prompt", action="append", default=[], help="a prompt text (repeatable)")
+    p.add_argument("--out", help="the JSONL file to write (default: stdout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_generate)
+    p = with_policy(commands.add_parser("chat", help="talk to a policy: one line per turn (stdin), answers through "
+                                                     "the rollout engine with the chat template"))
+    p.add_argument("--system", help="a system message that opens the conversation")
+    p.set_defaults(func=cmd_chat)
+
     rm = commands.add_parser("rm", help="reward-model commands").add_subparsers(dest="rm_command", required=True,
                                                                                 metavar="RM_COMMAND")
     p = with_config(rm.add_parser("train", help="train a Bradley-Terry reward model on a preference set"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_rm_train)
+    p = rm.add_parser("eval", help="score a saved reward model on every pair of a configured preference set (no "
+                                   "split): accuracy, loss, reward gap, overall and per file")
+    p.add_argument("reward_model", help="an RM folder, or a run folder of rm train / gold build")
+    with_config(p)
+    p.add_argument("--out", help="output folder (default: <run.output_dir>/rm_eval/<RM>_on_<CONFIG>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_rm_eval)
     p = with_config(rm.add_parser("strength", help="preference strength from an RM ensemble: annotated JSONL, group analysis, plot"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_rm_strength)

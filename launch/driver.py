@@ -18,6 +18,7 @@ from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint
 
 from .online import OnlineRounds
+from .report import write_report
 from .seam_online import SeamFilter
 from .testing import hang_if_asked
 from .trainer import BufferFilter, PPOTrainer
@@ -99,4 +100,5 @@ def run_ppo_once(cfg: Config, run_dir: Path, show_progress: bool, resume: bool,
     rise = write_learning_report(run_dir)  # reward_kl.png, and the rise test from samples.jsonl
     if rise:
         log.info("%s (plot: %s)", describe_rise(rise), run_dir / "reward_kl.png")
+    write_report(run_dir)
     return history

@@ -22,6 +22,7 @@ from rlhf_ray.training.rm_data import RMData, prepare_rm_data, total_steps
 from rlhf_ray.training.rm_eval import rm_eval_metrics
 
 from .cluster import init_ray, report_node_precision
+from .report import write_report
 from .rm_jobs import RMJob, score_pairs, train_side_by_side
 
 log = logging.getLogger("rlhf_ray.rm")
@@ -51,7 +52,7 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
     group = make_rm_learner_group(rm, learner.world_size, learner.resources, data.init_dir, data.from_lm, steps,
                                   ray.put(data.pairs), learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                   timeout_s=cfg.cluster.placement_timeout_s)
-    metrics = MetricsLogger(run_dir)
+    metrics = MetricsLogger(run_dir, cfg=cfg)
     try:  # on any error too: free the group (and its GPUs)
         report_node_precision(precision, group)
         t_start = time.perf_counter()
@@ -69,6 +70,7 @@ def run_rm_train(cfg: Config, run_dir: Path, show_progress: bool = True, precisi
                "train_seconds": round(time.perf_counter() - t_start, 1), "denoise": data.denoise, **results,
                "reward_model": str(save_dir), **extra}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_report(run_dir)
     return summary
 
 

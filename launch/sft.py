@@ -64,7 +64,7 @@ def run_sft(cfg: Config, run_dir: Path, show_progress: bool = True) -> dict:
     group = make_sft_learner_group(sft, learner.world_size, learner.resources, str(resolve_model(cfg.model.policy)),
                                    steps, ray.put(examples), learner.zero_stage, cfg.run.seed, cfg.model.mixed_precision,
                                    timeout_s=cfg.cluster.placement_timeout_s)
-    metrics = MetricsLogger(run_dir)
+    metrics = MetricsLogger(run_dir, cfg=cfg)
     ladder, results = [], {}
     try:
         report_node_precision(precision, group)

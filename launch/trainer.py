@@ -25,7 +25,7 @@ from actors.rollout import RolloutActor
 from actors.weight_sync import WeightSync
 from rlhf_ray.algorithms import make_kl_controller
 from rlhf_ray.config import Config
-from rlhf_ray.data import load_preferences, prompt_dataset
+from rlhf_ray.data import load_preferences, load_prompt_rows, prompt_dataset
 from rlhf_ray.data.prompts import keep_listed_prompts
 from rlhf_ray.data.tokenize import render_prompt
 from rlhf_ray.device import announce_precision
@@ -141,7 +141,7 @@ class PPOTrainer:
         dropped = sum(truncate_jsonl(self.run_dir / f, self.state.iteration) for f in ("metrics.jsonl", "samples.jsonl"))
         if dropped:
             log.info("dropped %d metric/sample rows written after iteration %d", dropped, self.state.iteration)
-        self.metrics = MetricsLogger(self.run_dir, purge_step=self.state.iteration + 1)
+        self.metrics = MetricsLogger(self.run_dir, purge_step=self.state.iteration + 1, cfg=cfg)
         if cfg.run.save_samples:
             self.samples = open(self.run_dir / "samples.jsonl", "a", encoding="utf-8")
         self.order = prompt_order(cfg, len(self.prompts))
@@ -347,12 +347,19 @@ class PPOTrainer:
 
 # ---------------------------------------------------------------------- what a run starts from
 def rl_prompt_rows(cfg: Config):
-    """RL prompts of the configured preference set, each with its gold answer; only those data.rl_prompts lists."""
-    prompts = prompt_dataset(load_preferences(cfg.data).train)
+    """RL prompts: those of data.prompt_paths, or the configured preference set's train prompts, each with its gold
+    answer; only those data.rl_prompts lists."""
+    if cfg.data.prompt_paths:
+        prompts, reports = load_prompt_rows(cfg.data)
+        for report in reports:
+            log.info("RL prompts: %s", report.summary())
+    else:
+        prompts = prompt_dataset(load_preferences(cfg.data).train)
     if cfg.data.rl_prompts:
         prompts = keep_listed_prompts(prompts, cfg.data.rl_prompts)
     if not len(prompts):
-        raise ValueError("no RL prompts: the configured data gave no training pairs"
+        raise ValueError("no RL prompts: " + ("data.prompt_paths gave no prompts" if cfg.data.prompt_paths else
+                                              "the configured data gave no training pairs")
                          + (f" listed in data.rl_prompts={cfg.data.rl_prompts}" if cfg.data.rl_prompts else ""))
     return prompts
 

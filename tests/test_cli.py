@@ -42,7 +42,7 @@ def test_data_inspect_reports_counts(capsys):
 
 def test_rm_commands_are_registered_and_check_the_batch_split(tmp_path, capsys):
     rm = build_parser()._subparsers._group_actions[0].choices["rm"]
-    assert set(rm._subparsers._group_actions[0].choices) == {"train", "strength"}
+    assert set(rm._subparsers._group_actions[0].choices) == {"train", "eval", "strength"}
     # Every rank must run the same micro-batches: 8 pairs cannot split into 3 ranks x 2.
     assert main(["rm", "train", "configs/quickstart.yaml", f"run.output_dir={tmp_path}", "rm.batch_size=8",
                  "rm.micro_batch_size=2", "learner.world_size=3"]) == 2

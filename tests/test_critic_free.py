@@ -1,7 +1,10 @@
 """A PPO run with a critic-free estimator (GRPO) on the tiny model: the learner holds no value model, so no value loss
 is logged and no critic is checkpointed; the buffer's advantages are normalised within each prompt; the learners load
 that checkpoint back. The run takes its old log-probs from the rollout engine (ppo.old_logprobs=rollout), which
-equal the learner's own forward."""
+equal the learner's own forward. Its prompts come from a prompt-only file (data.prompt_paths), some as chat
+messages: a programmatic reward needs no gold answer."""
+
+import json
 
 import pytest
 import torch
@@ -19,13 +22,21 @@ GRPO = ["ppo.advantage_estimator=grpo", "run.checkpoint_every=1", "reward.functi
         "learner.world_size=1", "learner.zero_stage=0", "ppo.prompts_per_iteration=4"]
 
 
-def test_grpo_runs_without_a_critic(ray_local, ppo_config):
+def test_grpo_runs_without_a_critic(ray_local, ppo_config, tmp_path):
+    prompts = [{"prompt": f"Count to {i}."} for i in range(4)] + [
+        {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Name {i} colours."}]}
+        for i in range(2, 6)]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
     # fp32 learner: its forward is compared with the fp32 engine's log-probs (bf16 autocast moves them by ~3e-3).
-    cfg = ppo_config("grpo", "ppo.iterations=1", "ppo.old_logprobs=rollout", "model.mixed_precision=none", *GRPO)
+    cfg = ppo_config("grpo", "ppo.iterations=1", "ppo.old_logprobs=rollout", "model.mixed_precision=none", *GRPO,
+                     f"data.prompt_paths=[{tmp_path / 'prompts.jsonl'}]")
     run_dir = prepare_run_dir(cfg)
     trainer = PPOTrainer(cfg, run_dir, show_progress=False)
     try:
         trainer.start()
+        rows = trainer.prompt_rows  # the file's prompts, in its order
+        assert list(rows["format"]) == ["plain"] * 4 + ["messages"] * 4 and len(trainer.prompts) == 8
+        assert list(rows["gold"]) == [None] * 8 and rows["prompt"][0] == "Count to 0."
         # The engine's log-probs of its samples are the learner's: the forward that ppo.old_logprobs=rollout skips.
         rollouts = trainer.generate([0, 1, 2, 3], 0)
         batch = trainer.sequences(rollouts, [0, 1, 2, 3])

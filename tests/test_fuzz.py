@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlhf_ray.config import ConfigError, FieldMap, load_config
-from rlhf_ray.data.generic import make_generic_parser, parse_pair_row
+from rlhf_ray.data.formats import make_prompt_parser, make_row_parser
+from rlhf_ray.data.generic import parse_pair_row
 from rlhf_ray.data.hh_rlhf import parse_hh_row
-from rlhf_ray.data.reading import load_rows
+from rlhf_ray.data.reading import check_pair, load_rows
 from rlhf_ray.data.report import DataError
 from rlhf_ray.data.tldr import parse_tldr_row
 
@@ -29,7 +30,8 @@ texts = st.one_of(st.text(max_size=40), st.sampled_from(["", " ", "\n\nHuman: hi
                   st.integers(1, 20_000).map(lambda n: "x" * n))
 junk = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3), max_leaves=8)
-KEYS = ["prompt", "chosen", "rejected", "info", "summaries", "choice", "format", "post", "text", "group"]
+KEYS = ["prompt", "chosen", "rejected", "info", "summaries", "choice", "format", "post", "text", "group",
+        "conversations", "role", "content", "from", "value"]
 
 
 def plausible_row() -> st.SearchStrategy:
@@ -41,8 +43,16 @@ def plausible_row() -> st.SearchStrategy:
                      texts, texts, texts, st.sampled_from([0, 1, 1.0, True, 2, None, "0"]))
     pair = st.builds(lambda p, a, b, f: {"prompt": p, "chosen": a, "rejected": b, "format": f},
                      texts, texts, texts, st.sampled_from(["plain", "hh_dialogue", "other", 3]))
+    message = st.builds(lambda r, c: {"role": r, "content": c}, st.sampled_from(["user", "assistant", "system", "x", 1]),
+                        st.one_of(texts, junk))
+    conversational = st.builds(lambda p, a, b: {"prompt": p, "chosen": a, "rejected": b},
+                               st.one_of(texts, st.lists(message, max_size=3)), st.lists(message, max_size=3),
+                               st.lists(message, max_size=3))
+    sharegpt = st.builds(lambda c, a, b: {"conversations": [{"from": m["role"], "value": m["content"]} for m in c],
+                                          "chosen": a, "rejected": b},
+                         st.lists(message, max_size=3), st.one_of(message, junk), st.one_of(message, junk))
     anything = st.dictionaries(st.sampled_from(KEYS), junk, max_size=6)
-    return st.one_of(hh, tldr, pair, anything, junk)
+    return st.one_of(hh, tldr, pair, conversational, sharegpt, anything, junk)
 
 
 line = st.one_of(
@@ -72,8 +82,9 @@ def data_file(draw):
 PARSERS = {
     "hh_rlhf": partial(parse_hh_row, multi_turn="keep"),
     "tldr": parse_tldr_row,
-    "jsonl": make_generic_parser(FieldMap()),
+    "jsonl": make_row_parser(FieldMap()),  # strings, conversational and ShareGPT rows, detected per row
     "augment": parse_pair_row,
+    "prompts": make_prompt_parser(FieldMap()),
 }
 
 
@@ -86,7 +97,8 @@ def test_every_preference_file_loads_or_fails_naming_the_file(tmp_path, source, 
     path = tmp_path / name
     path.write_bytes(body)
     try:
-        records, report = load_rows(path, PARSERS[source], on_bad_row, source)
+        records, report = load_rows(path, PARSERS[source], on_bad_row, source,
+                                    check=None if source == "prompts" else check_pair)
     except DataError as e:  # the one error a loader may raise: it names the file (and the line, for a row)
         # "FILE:LINE: reason" for a row (on_bad_row=error), "FILE: reason" for the file, "...'FILE' not found"
         assert re.search(rf"{re.escape(str(path))}(:\d+)?: \S", str(e)), str(e)
@@ -94,8 +106,9 @@ def test_every_preference_file_loads_or_fails_naming_the_file(tmp_path, source, 
     # Every row is kept or counted as skipped; kept rows are whole pairs of real strings with their line.
     assert report.rows == report.kept + sum(report.skipped.values()) == len(records) + sum(report.skipped.values())
     for record in records:
-        assert all(isinstance(record[k], str) for k in ("prompt", "chosen", "rejected", "group", "format"))
-        assert record["prompt"].strip() and record["chosen"].strip() != record["rejected"].strip()
+        keys = ("prompt", "group", "format") if source == "prompts" else ("prompt", "chosen", "rejected", "group", "format")
+        assert all(isinstance(record[k], str) for k in keys) and record["prompt"].strip()
+        assert source == "prompts" or record["chosen"].strip() != record["rejected"].strip()
         assert record["file"] == str(path) and record["line"] >= 1
 
 
@@ -152,7 +165,7 @@ def test_the_fuzzers_reach_both_outcomes(tmp_path):
     assert Path(ok).exists()
 
 
-COMMANDS = {"train", "sft", "eval", "rm", "gold", "seam", "submit", "jobs", "scale", "serve", "data", "assets", "config"}
+COMMANDS = {"train", "sft", "eval", "generate", "chat", "report", "rm", "gold", "seam", "submit", "jobs", "scale", "serve", "data", "assets", "config"}
 arg = st.one_of(st.sampled_from(["--resume", "--no-progress", "-v", "--help-me", "-", "--", "=", "ppo.kl_coef=x",
                                  "ppo.iterations=3", "a.b.c=1", "show", "config"]), override, st.text(max_size=12))
 

@@ -49,6 +49,9 @@ def test_rm_learns_a_rule_and_writes_the_run_folder(tiny_model_dir, tmp_path, ra
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step-000020"]  # step 10 pruned, 30 is final
     assert (run_dir / "config.yaml").is_file() and (run_dir / "data_report.json").is_file()
     assert any((run_dir / "tensorboard").iterdir())
+    page = (run_dir / "report.html").read_text()  # the run's report: its curves embedded, its summary
+    assert "<figcaption>RM training</figcaption>" in page and "<figcaption>RM held-out</figcaption>" in page
+    assert "summary.json" in page and (run_dir / "report" / "rm_eval.png").is_file()
 
     # The saved RM is a plain transformers model that still knows the rule.
     reloaded = AutoModelForSequenceClassification.from_pretrained(summary["reward_model"]).eval()

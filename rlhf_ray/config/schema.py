@@ -20,6 +20,12 @@ class RunConfig(Section):
     )
     keep_checkpoints: int = Field(2, ge=1, description="Keep the newest N checkpoints; older ones are deleted.")
     save_samples: bool = Field(True, description="PPO: append every rollout (prompt index, response, score) to samples.jsonl.")
+    wandb: Literal["off", "online", "offline"] = Field(
+        "off", description="Also log metrics and the config to Weights & Biases (pip install 'rlhf-ray[wandb]'): "
+        "online, or offline (written under <run>/wandb, no network; `wandb sync` uploads it)."
+    )
+    wandb_project: str = Field("rlhf_ray", description="The wandb project.")
+    wandb_entity: str | None = Field(None, description="The wandb entity (team or user; None: your default).")
 
 
 class FieldMap(Section):
@@ -32,13 +38,27 @@ class FieldMap(Section):
 
 
 class DataConfig(Section):
-    source: Literal["hh_rlhf", "tldr", "jsonl"] = Field(
-        "hh_rlhf", description="hh_rlhf | tldr (OpenAI summarize-from-feedback comparisons) | jsonl (your own rows)."
+    source: Literal["hh_rlhf", "tldr", "files", "jsonl"] = Field(
+        "hh_rlhf", description="hh_rlhf | tldr (OpenAI summarize-from-feedback comparisons) | files (your own rows: "
+        "JSON, JSONL, parquet or arrow files, `datasets` save_to_disk folders; jsonl is its earlier name)."
     )
     paths: list[str] = Field(
         default_factory=list, description="Data files; empty means the data shipped with rlhf_ray for this source."
     )
-    fields: FieldMap = Field(default_factory=FieldMap, description="Field mapping for source=jsonl.")
+    fields: FieldMap = Field(default_factory=FieldMap, description="Field mapping for source=files.")
+    row_format: Literal["auto", "strings", "conversational", "sharegpt"] = Field(
+        "auto", description="Rows of source=files: strings (prompt/chosen/rejected text), conversational (TRL: "
+        "chosen/rejected as lists of {role, content} messages, the prompt explicit or implicit), sharegpt "
+        "(`conversations` of {from, value}, chosen/rejected message objects); auto: detected per row."
+    )
+    dataset_split: str | None = Field(
+        None, description="The split to read from a save_to_disk folder that holds several (None: its only split)."
+    )
+    prompt_paths: list[str] = Field(
+        default_factory=list, description="Prompt-only files for RL (rows with a prompt, as text or messages, or a "
+        "ShareGPT conversation ending with the user's turn; any file type of source=files): PPO takes its prompts "
+        "from them instead of the preference set's, with no gold answer (a reward that needs none). RM data is unaffected."
+    )
     on_bad_row: Literal["skip", "error"] = Field(
         "skip", description="skip: drop malformed rows and count them in the report; error: stop at the first, naming file and line."
     )
@@ -504,6 +524,9 @@ class Config(Section):
         if self.online.rounds > 1 and self.online.rm_update != "frozen" and self.reward.function:
             raise ValueError(f"online.rm_update={self.online.rm_update} updates a reward model, but reward.function "
                              f"({self.reward.function}) scores instead of one: use online.rm_update=frozen")
+        if self.data.prompt_paths and self.seam.filter != "none":
+            raise ValueError(f"seam.filter={self.seam.filter} scores each RL prompt against its gold answer, and the "
+                             "prompts of data.prompt_paths have none: use seam.filter=none or a preference set")
         if self.reward.remote == "serve" and self.reward.function:
             raise ValueError(f"reward.remote=serve serves a reward model, but reward.function ({self.reward.function}) "
                              "scores instead of one: use reward.remote=local")

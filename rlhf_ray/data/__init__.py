@@ -1,4 +1,5 @@
-"""Preference data: shipped HH-RLHF and TL;DR sets, users' JSONL, train/eval split by group, RL prompts."""
+"""Preference data: shipped HH-RLHF and TL;DR sets, users' files in the common formats, train/eval split by group,
+RL prompts."""
 
 from dataclasses import dataclass
 from functools import partial
@@ -8,7 +9,8 @@ from pathlib import Path
 from datasets import Dataset, Features, Value, concatenate_datasets
 
 from ..config import DataConfig
-from .generic import make_generic_parser, parse_pair_row
+from .formats import make_prompt_parser, make_row_parser
+from .generic import parse_pair_row
 from .gold import load_gold_labels, relabel
 from .hh_rlhf import dialogue_to_messages, parse_hh_row, split_dialogues
 from .prompts import prompt_dataset
@@ -50,17 +52,42 @@ def load_pairs(cfg: DataConfig) -> tuple[Dataset, list[LoadReport]]:
     parse = {
         "hh_rlhf": partial(parse_hh_row, multi_turn=cfg.hh_multi_turn),
         "tldr": parse_tldr_row,
-        "jsonl": make_generic_parser(cfg.fields),
+        "files": make_row_parser(cfg.fields, cfg.row_format),
+        "jsonl": make_row_parser(cfg.fields, cfg.row_format),
     }[cfg.source]
     paths = [Path(p) for p in cfg.paths] or shipped_paths(cfg.source)
     rows, reports = [], []
     for path in paths:
-        file_rows, report = load_rows(path, parse, cfg.on_bad_row, cfg.source, cfg.empty_response)
+        file_rows, report = load_rows(path, parse, cfg.on_bad_row, cfg.source, cfg.empty_response, cfg.dataset_split)
         rows += file_rows
         reports.append(report)
+    return _dataset(rows, FEATURES), reports
+
+
+def _dataset(rows: list[dict], features: Features) -> Dataset:
     if not rows:  # from_list cannot take features without rows
-        return Dataset.from_dict({k: [] for k in FEATURES}, features=FEATURES), reports
-    return Dataset.from_list(rows, features=FEATURES), reports
+        return Dataset.from_dict({k: [] for k in features}, features=features)
+    return Dataset.from_list(rows, features=features)
+
+
+PROMPT_FEATURES = Features({k: Value("string") for k in ("prompt", "format", "group", "source", "gold", "file")}
+                           | {"line": Value("int64")})
+
+
+def load_prompt_rows(cfg: DataConfig) -> tuple[Dataset, list[LoadReport]]:
+    """The distinct prompts of data.prompt_paths (in file order; a repeated prompt counted as a note), no gold answer."""
+    parse = make_prompt_parser(cfg.fields, cfg.row_format)
+    rows, reports, seen = [], [], set()
+    for path in map(Path, cfg.prompt_paths):
+        file_rows, report = load_rows(path, parse, cfg.on_bad_row, "prompts", split=cfg.dataset_split, check=None)
+        for row in file_rows:
+            if row["prompt"] in seen:
+                report.note("repeated prompt, used once", row["line"])
+                continue
+            seen.add(row["prompt"])
+            rows.append({k: row[k] for k in ("prompt", "format", "group", "source", "file", "line")} | {"gold": None})
+        reports.append(report)
+    return _dataset(rows, PROMPT_FEATURES), reports
 
 
 def load_preferences(cfg: DataConfig) -> PreferenceData:
@@ -80,11 +107,11 @@ def load_preferences(cfg: DataConfig) -> PreferenceData:
             extra += rows
             reports.append(report)
         if extra:
-            train = concatenate_datasets([train, Dataset.from_list(extra, features=FEATURES)])
+            train = concatenate_datasets([train, _dataset(extra, FEATURES)])
     return PreferenceData(train, held, reports)
 
 
 __all__ = [
     "FEATURES", "BadRow", "DataError", "LoadReport", "PreferenceData", "dialogue_to_messages", "load_pairs",
-    "load_preferences", "prompt_dataset", "shipped_paths", "split_by_group", "split_dialogues",
+    "load_preferences", "load_prompt_rows", "prompt_dataset", "shipped_paths", "split_by_group", "split_dialogues",
 ]

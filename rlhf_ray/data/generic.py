@@ -1,31 +1,11 @@
-"""Users' own preference rows in JSON/JSONL, with a field mapping."""
+"""Pair files the project writes itself, and the prompt formats every loader produces."""
 
-from ..config import FieldMap
 from .reading import require_text
 from .report import BadRow
 
-
-def make_generic_parser(fields: FieldMap):
-    def parse(row: object) -> dict:
-        prompt = require_text(row, fields.prompt)
-        group = prompt
-        if fields.group is not None:
-            if fields.group not in row:
-                raise BadRow(f"missing field {fields.group!r}")
-            group = str(row[fields.group])
-        return {
-            "prompt": prompt,
-            "chosen": require_text(row, fields.chosen),
-            "rejected": require_text(row, fields.rejected),
-            "group": group,
-            "format": "plain",
-            "note": "",
-        }
-
-    return parse
-
-
-FORMATS = ("plain", "hh_dialogue")  # how render_prompt turns a prompt into the model's input
+# How render_prompt turns a prompt into the model's input: text as one user turn, an HH dialogue, or chat messages
+# (JSON) of a conversational or ShareGPT row.
+FORMATS = ("plain", "hh_dialogue", "messages")
 
 
 def parse_pair_row(row: object) -> dict:

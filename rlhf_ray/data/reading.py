@@ -1,4 +1,5 @@
-"""Rows of a JSON Lines or JSON-array file (optionally gzipped) with their line numbers; broken JSON is a row error."""
+"""Rows of a data file with their positions: JSON Lines or JSON arrays (optionally gzipped) read here, by line, so that
+broken JSON or UTF-8 is one bad row; parquet and arrow files and `save_to_disk` folders read by `datasets`, by index."""
 
 import gzip
 import json
@@ -47,6 +48,47 @@ def iter_json_rows(path: Path) -> Iterator[tuple[int, object | BadRow]]:
         raise DataError(f"{path}: cannot be read ({e})") from e
 
 
+DATASET_SUFFIXES = (".parquet", ".arrow")
+
+
+def iter_dataset_rows(path: Path, split: str | None = None) -> Iterator[tuple[int, object]]:
+    """Rows of a parquet or arrow file or a `save_to_disk` folder, numbered by their index in the dataset. A folder
+    holding several splits needs `split` (data.dataset_split)."""
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        if path.is_dir():
+            data = load_from_disk(str(path))
+        elif path.suffix == ".parquet":
+            data = Dataset.from_parquet(str(path))
+        else:
+            data = Dataset.from_file(str(path))
+    except Exception as e:  # pyarrow's and datasets' own errors: the file is what the user must look at
+        raise DataError(f"{path}: cannot be read as a dataset ({type(e).__name__}: {e})") from e
+    if isinstance(data, DatasetDict):
+        if split is None and len(data) == 1:
+            split = next(iter(data))
+        if split not in data:
+            raise DataError(f"{path}: a dataset with splits {', '.join(data)}; set data.dataset_split to one of them"
+                            + (f" (not {split!r})" if split is not None else ""))
+        data = data[split]
+    yield from enumerate(data)
+
+
+def iter_rows(path: Path, split: str | None = None) -> tuple[str, Iterator[tuple[int, object | BadRow]]]:
+    """('line', rows) of a JSON file, ('index', rows) of a dataset file or folder."""
+    if not path.exists():
+        raise DataError(f"data file {str(path)!r} not found")
+    if path.is_dir() or path.suffix in DATASET_SUFFIXES:
+        return "index", iter_dataset_rows(path, split)
+    return "line", iter_json_rows(path)
+
+
+def position(path: Path | str, unit: str, number: int) -> str:
+    """FILE:LINE for a JSON file's row, FILE[INDEX] for a dataset's."""
+    return f"{path}:{number}" if unit == "line" else f"{path}[{number}]"
+
+
 def _reason(e: Exception) -> str:
     return "nested too deep" if isinstance(e, RecursionError) else str(e)
 
@@ -55,7 +97,7 @@ def require_text(row: object, key: str) -> str:
     """row[key] as a non-empty string, else BadRow naming the key."""
     if not isinstance(row, dict):
         raise BadRow(f"row is a {type(row).__name__}, not an object")
-    if key not in row:
+    if key not in row or row[key] is None:  # a dataset's column holds None where a row lacks the field
         raise BadRow(f"missing field {key!r}")
     value = row[key]
     if not isinstance(value, str):
@@ -86,22 +128,27 @@ def check_pair(record: dict, empty_response: str = "keep") -> dict:
 
 
 def load_rows(
-    path: Path, parse: Callable[[object], dict], on_bad_row: str, source: str, empty_response: str = "keep"
+    path: Path, parse: Callable[[object], dict], on_bad_row: str, source: str, empty_response: str = "keep",
+    split: str | None = None, check: Callable[[dict, str], dict] | None = check_pair,
 ) -> tuple[list[dict], LoadReport]:
-    """Parse every row of one file with `parse` (which raises BadRow); skip-and-count or stop, by on_bad_row."""
-    report, records = LoadReport(str(path)), []
-    for number, row in iter_json_rows(path):
+    """Parse every row of one file with `parse` (which raises BadRow) and `check`; skip-and-count or stop, by
+    on_bad_row. Each record keeps its source, file and line (or dataset index)."""
+    unit, rows = iter_rows(path, split)
+    report, records = LoadReport(str(path), unit=unit), []
+    for number, row in rows:
         report.rows += 1
         try:
             if isinstance(row, BadRow):
                 raise row
-            record = check_pair(parse(row), empty_response)
+            record = parse(row)
+            if check is not None:
+                record = check(record, empty_response)
         except BadRow as bad:
             if on_bad_row == "error":
-                raise DataError(f"{path}:{number}: {bad}") from None
+                raise DataError(f"{position(path, unit, number)}: {bad}") from None
             report.skip(str(bad).split(" (")[0], number)
             continue
-        for note in filter(None, record["note"].split("; ")):
+        for note in filter(None, record.get("note", "").split("; ")):
             report.note(note, number)
         record.update(source=source, file=str(path), line=number)
         record.setdefault("note", "")

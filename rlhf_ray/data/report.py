@@ -15,6 +15,7 @@ class BadRow(ValueError):
 @dataclass
 class LoadReport:
     path: str
+    unit: str = "line"  # what the numbers count: a JSON file's lines, or a dataset's row indices ("index")
     rows: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
@@ -38,10 +39,10 @@ class LoadReport:
         text = f"{self.path}: {self.rows} rows, {self.kept} kept, {sum(self.skipped.values())} skipped"
         for label, counts in (("skipped", self.skipped), ("note", self.notes)):
             for key, n in sorted(counts.items()):
-                text += f"\n  {label}: {key}: {n} (lines {', '.join(map(str, self.examples.get(key, [])))}"
+                text += f"\n  {label}: {key}: {n} ({'lines' if self.unit == 'line' else 'indices'} {', '.join(map(str, self.examples.get(key, [])))}"
                 text += ", ...)" if n > 5 else ")"
         return text
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "rows": self.rows, "kept": self.kept, "skipped": dict(self.skipped),
+        return {"path": self.path, "unit": self.unit, "rows": self.rows, "kept": self.kept, "skipped": dict(self.skipped),
                 "notes": dict(self.notes), "examples": self.examples}

@@ -1,5 +1,6 @@
 """Prompt rendering (chat template or raw) and pair encoding with explicit, counted truncation."""
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -11,9 +12,18 @@ from .hh_rlhf import dialogue_to_messages
 def render_prompt(tokenizer, prompt: str, fmt: str, use_chat_template: bool = True) -> str:
     """The text the model sees before its response: the chat template when the tokenizer has one."""
     if not (use_chat_template and getattr(tokenizer, "chat_template", None)):
-        return prompt
-    messages = dialogue_to_messages(prompt) if fmt == "hh_dialogue" else [{"role": "user", "content": prompt}]
+        return messages_as_text(json.loads(prompt)) if fmt == "messages" else prompt
+    if fmt == "messages":
+        messages = json.loads(prompt)
+    else:
+        messages = dialogue_to_messages(prompt) if fmt == "hh_dialogue" else [{"role": "user", "content": prompt}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def messages_as_text(messages: list[dict]) -> str:
+    """Chat messages for a model without a chat template, in HH-RLHF's dialogue style."""
+    names = {"user": "Human", "assistant": "Assistant", "system": "System"}
+    return "".join(f"\n\n{names[m['role']]}: {m['content']}" for m in messages) + "\n\nAssistant:"
 
 
 @dataclass

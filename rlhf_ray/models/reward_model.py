@@ -6,7 +6,9 @@ from the attention mask (not from pad ids), so padding on either side and pad ==
 The critic is the same network read at every token.
 """
 
+import contextlib
 import functools
+import logging
 from pathlib import Path
 
 import torch
@@ -18,10 +20,28 @@ from ..device import torch_dtype
 
 def reward_model_from_lm(lm_path: str | Path, dtype: str = "float32", pad_token_id: int | None = None) -> PreTrainedModel:
     """A fresh scalar head on a causal LM's backbone (MOSS: initialise the RM from the SFT model)."""
-    model = AutoModelForSequenceClassification.from_pretrained(str(lm_path), num_labels=1, dtype=torch_dtype(dtype))
+    with _quiet_load_report():  # its MISSING score.weight is the fresh head we asked for; anything else is said below
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            str(lm_path), num_labels=1, dtype=torch_dtype(dtype), output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.startswith("score.")]
+    if missing or info["mismatched_keys"]:
+        logging.getLogger("rlhf_ray").warning("reward model from %s: backbone weights not loaded: %s", lm_path,
+                                              missing + [str(k) for k in info["mismatched_keys"]])
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+@contextlib.contextmanager
+def _quiet_load_report():
+    """transformers' LOAD REPORT (a warning listing missing keys) left out while the block runs."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    drop = lambda record: "LOAD REPORT" not in record.getMessage()  # noqa: E731
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _head(model: PreTrainedModel) -> torch.nn.Module:

@@ -6,11 +6,16 @@ import torch
 from ..algorithms import bradley_terry_loss, preference_accuracy
 
 
+def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+    """Accuracy (a tie counts as wrong), Bradley-Terry loss, mean reward gap and the number of pairs."""
+    return {"accuracy": preference_accuracy(chosen, rejected).item(),
+            "loss": bradley_terry_loss(chosen, rejected).item(),
+            "reward_gap": (chosen - rejected).mean().item(),
+            "pairs": float(len(chosen))}
+
+
 def _block(prefix: str, chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
-    return {f"{prefix}/accuracy": preference_accuracy(chosen, rejected).item(),
-            f"{prefix}/loss": bradley_terry_loss(chosen, rejected).item(),
-            f"{prefix}/reward_gap": (chosen - rejected).mean().item(),
-            f"{prefix}/pairs": float(len(chosen))}
+    return {f"{prefix}/{k}": v for k, v in pair_metrics(chosen, rejected).items()}
 
 
 def rm_eval_metrics(chosen: torch.Tensor, rejected: torch.Tensor, sources: list[str] | None = None,
