@@ -125,17 +125,18 @@ def cmd_eval(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    from launch.generate import prompt_rows, run_generate, write_jsonl_to
+    import contextlib
+
+    from launch.generate import prompt_rows, run_generate
 
     if args.greedy:
         args.overrides = [*args.overrides, "rollout.temperature=0", "rollout.n_samples=1"]
     cfg = _config(args)
     rows = prompt_rows(cfg, args.prompts, args.prompt)
-    write, close = write_jsonl_to(args.out)
-    try:
-        n = run_generate(cfg, args.policy, rows, write, show_progress=not args.no_progress and bool(args.out))
-    finally:
-        close()
+    with open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext(sys.stdout) as f:
+        n = run_generate(cfg, args.policy, rows, lambda row: print(json.dumps(row, ensure_ascii=False), file=f,
+                                                                   flush=True),
+                         show_progress=not args.no_progress and bool(args.out))  # stdout carries the rows
     if args.out:
         print(f"{n} responses to {len(rows)} prompts written to {args.out}")
 

@@ -4,7 +4,6 @@ template; batch mode from a prompt file to JSONL, or an interactive conversation
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -109,10 +108,3 @@ def run_chat(cfg: Config, policy: str, lines: Iterable[str], say: Callable[[str]
     finally:
         group.kill()
     return messages
-
-
-def write_jsonl_to(path: str | None):
-    """A writer of JSON rows to a file (None: stdout), and its closer."""
-    f = open(path, "w", encoding="utf-8") if path else sys.stdout
-    return (lambda row: print(json.dumps(row, ensure_ascii=False), file=f, flush=not path)), (f.close if path else
-                                                                                               (lambda: None))
