@@ -100,5 +100,5 @@ def run_ppo_once(cfg: Config, run_dir: Path, show_progress: bool, resume: bool,
     rise = write_learning_report(run_dir)  # reward_kl.png, and the rise test from samples.jsonl
     if rise:
         log.info("%s (plot: %s)", describe_rise(rise), run_dir / "reward_kl.png")
-    write_report(run_dir)
+    write_report(run_dir, list(trainer.prompt_rows["prompt"]))  # the texts samples.jsonl names by index
     return history

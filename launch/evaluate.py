@@ -51,14 +51,26 @@ def held_out_prompts(cfg: Config) -> list[dict]:
     return list(rows.select(range(min(cfg.eval.prompts, len(rows)))))
 
 
+def rollout_group(cfg: Config, policy: Path, name: str, num_actors: int | None = None) -> ActorGroup:
+    """RolloutActors of a command that samples a fixed policy (eval, generate, chat), as the rollout section says."""
+    r = cfg.rollout
+    return ActorGroup(RolloutActor, num_actors or r.num_actors, r.resources, str(policy), name=name, engine=r.engine,
+                      dtype=r.dtype, max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib, seed=cfg.run.seed,
+                      timeout_s=cfg.cluster.placement_timeout_s)
+
+
+def reward_group(cfg: Config, rm: str, name: str) -> ActorGroup:
+    """RewardActors of a command that scores with a fixed RM (eval's judge, rm eval), as the reward section says."""
+    return ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, rm, name=name,
+                      mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
+                      timeout_s=cfg.cluster.placement_timeout_s)
+
+
 def answer(cfg: Config, policy: Path, prompts: list[dict], name: str) -> list[str]:
     """One sampled response per prompt (the rollout section's sampling, seeded by run.seed), as text."""
     tok = load_tokenizer(policy)
     ids = encode_prompts(cfg, tok, prompts)
-    r = cfg.rollout
-    group = ActorGroup(RolloutActor, r.num_actors, r.resources, str(policy), name=name, engine=r.engine, dtype=r.dtype,
-                       max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib, seed=cfg.run.seed,
-                       timeout_s=cfg.cluster.placement_timeout_s)
+    group = rollout_group(cfg, policy, name)
     try:
         parts = group.run_sharded("generate", ids,
                                   rank_args=lambda rank: (sampling_params(cfg, cfg.run.seed * 100003 + rank, n=1),))
@@ -75,9 +87,7 @@ def judge_scores(cfg: Config, judge: str, prompts: list[dict], answers: list[lis
     """The judge's score of every answer list, each (prompt, answer) in the judge's own tokenizer and template."""
     tok = load_tokenizer(judge)
     prompt_ids = encode_prompts(cfg, tok, prompts, room=sys.maxsize)  # uncut: the judge sees it all
-    group = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, judge, name="judge",
-                       mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
-                       timeout_s=cfg.cluster.placement_timeout_s)
+    group = reward_group(cfg, judge, "judge")
     try:
         out = []
         for texts in answers:

@@ -5,10 +5,7 @@ template; batch mode from a prompt file to JSONL, or an interactive conversation
 import json
 import logging
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-from actors.group import ActorGroup
-from actors.rollout import RolloutActor
 from rlhf_ray.config import Config, ConfigError
 from rlhf_ray.data import load_prompt_rows
 from rlhf_ray.data.tokenize import render_prompt
@@ -17,17 +14,10 @@ from rlhf_ray.progress import Progress
 from rlhf_ray.rollout.types import concat
 
 from .cluster import init_ray
-from .evaluate import policy_dir
+from .evaluate import policy_dir, rollout_group
 from .trainer import encode_prompts, sampling_params
 
 log = logging.getLogger("rlhf_ray.generate")
-
-
-def rollout_group(cfg: Config, policy: Path, num_actors: int | None = None) -> ActorGroup:
-    r = cfg.rollout
-    return ActorGroup(RolloutActor, num_actors or r.num_actors, r.resources, str(policy), name="generate",
-                      engine=r.engine, dtype=r.dtype, max_model_len=r.max_model_len, kv_cache_gib=r.kv_cache_gib,
-                      seed=cfg.run.seed, timeout_s=cfg.cluster.placement_timeout_s)
 
 
 def prompt_rows(cfg: Config, prompt_file: str | None, prompts: list[str]) -> list[dict]:
@@ -51,7 +41,7 @@ def run_generate(cfg: Config, policy: str, rows: list[dict], write: Callable[[di
     tok = load_tokenizer(folder)
     ids = encode_prompts(cfg, tok, rows)
     init_ray(cfg.cluster)
-    group = rollout_group(cfg, folder)
+    group = rollout_group(cfg, folder, "generate")
     progress = Progress(len(rows), "generate", unit="prompt", logger=log, bar=show_progress)
     written = 0
     try:
@@ -79,7 +69,7 @@ def run_chat(cfg: Config, policy: str, lines: Iterable[str], say: Callable[[str]
     folder = policy_dir(policy)
     tok = load_tokenizer(folder)
     init_ray(cfg.cluster)
-    group = rollout_group(cfg, folder, num_actors=1)
+    group = rollout_group(cfg, folder, "chat", num_actors=1)
     start = [{"role": "system", "content": system}] if system else []
     messages, turn = list(start), 0
     try:

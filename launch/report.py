@@ -25,10 +25,13 @@ def prompt_texts(run_dir: Path) -> Callable[[int], str | None]:
     return lambda i: texts[i] if 0 <= i < len(texts) else None
 
 
-def write_report(run_dir: Path) -> Path | None:
-    """report.html into run_dir; a failure is logged, never the run's (the run itself is done)."""
+def write_report(run_dir: Path, prompts: list[str] | None = None) -> Path | None:
+    """report.html into run_dir; a failure is logged, never the run's (the run itself is done). prompts: the RL
+    prompts' texts when the caller holds them (a run that just ended), else read from the run's config."""
     try:
-        page = write_run_report(Path(run_dir), prompt_texts(Path(run_dir)))
+        texts = prompt_texts(Path(run_dir)) if prompts is None else (
+            lambda i: prompts[i] if 0 <= i < len(prompts) else None)
+        page = write_run_report(Path(run_dir), texts)
     except Exception as e:
         log.warning("report: could not be written for %s (%s: %s)", run_dir, type(e).__name__, e)
         return None

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from actors.group import ActorGroup
-from actors.reward import RewardActor
 from rlhf_ray.config import Config
 from rlhf_ray.data import load_pairs
 from rlhf_ray.data.gold import load_gold_labels, relabel
@@ -16,9 +15,10 @@ from rlhf_ray.data.tokenize import encode_pairs
 from rlhf_ray.models import load_tokenizer
 from rlhf_ray.models.assets import resolve_model
 from rlhf_ray.progress import Progress
-from rlhf_ray.training.rm_eval import pair_metrics
+from rlhf_ray.training.rm_eval import metrics_per_source, pair_metrics
 
 from .cluster import init_ray
+from .evaluate import reward_group
 
 log = logging.getLogger("rlhf_ray.rm")
 
@@ -62,9 +62,7 @@ def run_rm_eval(cfg: Config, rm: str, out: Path, show_progress: bool = True) -> 
     if not encoded:
         raise ValueError("no pairs to score: see the data report above")
     init_ray(cfg.cluster, out)
-    group = ActorGroup(RewardActor, cfg.reward.num_actors, cfg.reward.resources, str(rm_dir), name="rm-eval",
-                       mixed_precision=cfg.model.mixed_precision, batch_size=cfg.reward.batch_size,
-                       timeout_s=cfg.cluster.placement_timeout_s)
+    group = reward_group(cfg, str(rm_dir), "rm-eval")
     sequences = [e["chosen_ids"] for e in encoded] + [e["rejected_ids"] for e in encoded]
     progress = Progress(len(sequences), "rm eval", unit="sequence", logger=log, bar=show_progress)
     try:
@@ -73,19 +71,14 @@ def run_rm_eval(cfg: Config, rm: str, out: Path, show_progress: bool = True) -> 
         group.kill()
         progress.close()
     chosen, rejected = torch.tensor(scores[: len(encoded)]), torch.tensor(scores[len(encoded) :])
-    files = [pairs[e["index"]]["file"] for e in encoded]
-    per_file = {}
-    for file in dict.fromkeys(files):
-        keep = torch.tensor([f == file for f in files])
-        per_file[file] = pair_metrics(chosen[keep], rejected[keep])
-    result = {"reward_model": str(rm_dir), "overall": pair_metrics(chosen, rejected), "per_file": per_file,
+    where = [(pairs[e["index"]]["file"], pairs[e["index"]]["line"]) for e in encoded]  # one read of each row
+    result = {"reward_model": str(rm_dir), "overall": pair_metrics(chosen, rejected),
+              "per_file": metrics_per_source(chosen, rejected, [file for file, _ in where]),
               "encoding": stats.summary(), "data": [r.to_dict() for r in reports]}
     (out / "rm_eval.json").write_text(json.dumps(result, indent=1))
     with open(out / "rm_eval_scores.jsonl", "w", encoding="utf-8") as f:
-        for e, c, r in zip(encoded, chosen.tolist(), rejected.tolist()):
-            row = pairs[e["index"]]
-            f.write(json.dumps({"file": row["file"], "line": row["line"], "chosen_reward": c, "rejected_reward": r})
-                    + "\n")
+        for (file, line), c, r in zip(where, chosen.tolist(), rejected.tolist()):
+            f.write(json.dumps({"file": file, "line": line, "chosen_reward": c, "rejected_reward": r}) + "\n")
     return result
 
 

@@ -144,11 +144,11 @@ def run_seam_score(cfg: Config, run_dir: Path, policy: str | None = None, reward
     reward = reward or cfg.model.reward
     if not reward:
         raise ConfigError("seam score needs a reward model: set model.reward (or --rm)")
-    policy_dir = resolve_model(policy or cfg.model.policy)
-    tokenizer = load_tokenizer(policy_dir)
     if cfg.data.prompt_paths:
         raise ConfigError("seam score scores each RL prompt against its gold answer, and the prompts of "
                           "data.prompt_paths have none: leave data.prompt_paths empty for SEAM")
+    policy_dir = resolve_model(policy or cfg.model.policy)
+    tokenizer = load_tokenizer(policy_dir)
     rows = rl_prompt_rows(cfg)
     prompts, golds = list(rows["prompt"]), list(rows["gold"])
     prompt_ids = seam_prompt_ids(cfg, tokenizer, rows)

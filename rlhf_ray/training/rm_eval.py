@@ -32,7 +32,15 @@ def rm_eval_metrics(chosen: torch.Tensor, rejected: torch.Tensor, sources: list[
         if keep.any():
             out |= _block("eval/confident", chosen[keep], rejected[keep])
     if sources is not None and len(set(sources)) > 1:
-        for source in sorted(set(sources)):
-            keep = torch.tensor([s == source for s in sources])
-            out |= _block(f"eval/{source}", chosen[keep], rejected[keep])
+        for source, metrics in sorted(metrics_per_source(chosen, rejected, sources).items()):
+            out |= {f"eval/{source}/{k}": v for k, v in metrics.items()}
+    return out
+
+
+def metrics_per_source(chosen: torch.Tensor, rejected: torch.Tensor, sources: list[str]) -> dict[str, dict[str, float]]:
+    """pair_metrics of each source's pairs, the sources in the order they first appear."""
+    out = {}
+    for source in dict.fromkeys(sources):
+        keep = torch.tensor([s == source for s in sources])
+        out[source] = pair_metrics(chosen[keep], rejected[keep])
     return out
