@@ -1,6 +1,7 @@
 """What every DeepSpeed actor group needs: start-up around a rendezvous on rank 0, and ZeRO-3 gathers."""
 
 import os
+import warnings
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -24,6 +25,9 @@ def init_process_group(addr: str, port: int, rank: int, world_size: int) -> None
     """One DeepSpeed job over Ray actors: gloo on CPU, NCCL on GPU (rlhf_ray.device)."""
     import deepspeed
     import torch.distributed as dist
+
+    # DeepSpeed's ZeRO gathers call a torch collective that torch renamed: a deprecation notice at every start.
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
 
     os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK="0")
     # Our store, on the port rank 0 holds (DeepSpeed's env:// rendezvous would listen on every interface); DeepSpeed

@@ -24,6 +24,7 @@ vs_trl.md into --out.
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -39,6 +40,7 @@ from flops import ModelFlops, learner_flops, matmul_gflops
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from rlhf_ray.progress import Progress  # noqa: E402  (the repository root on the path first)
 
 TRL_VERSION = "1.12.0"  # the last TRL with a PPOTrainer (trl.experimental.ppo); 1.13-1.16 ship none
 PHASES = ("rollout", "score", "experience", "learn", "sync")
@@ -296,12 +298,12 @@ def write_report(result: dict, out: Path) -> str:
     return text
 
 
-def run_variants(w: dict, work: Path, stamp: str, names: list[str]) -> dict:
+def run_variants(w: dict, work: Path, stamp: str, names: list[str], progress: Progress) -> dict:
     out = {}
     for name in names:
         print(f"bench: rlhf_ray variant {name}: {' '.join(VARIANTS[name])}", flush=True)
         out[name] = run_rlhf_ray(w, work, f"rlhf_ray_{stamp}_{name}", VARIANTS[name])
-        print(f"bench:   {out[name]['median_iteration_s']:.1f} s/iteration", flush=True)
+        progress.update(last=f"{name} {out[name]['median_iteration_s']:.1f} s/iteration")
     return out
 
 
@@ -334,20 +336,28 @@ def main() -> None:
 
     from rlhf_ray.device import resolve_precision
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     w = workload(args, work)
     dtype = resolve_precision(w["cfg"].rollout.dtype, knob="rollout.dtype").engine_dtype
+    runs = {"rollout": 1, "trl": args.reps, "variants": len(variants), None: 1 + args.reps * (1 + (not args.no_trl))
+            + len(variants)}[args.update]
+    progress = Progress(runs, "bench", unit="run", every_s=0.0)  # each run a line: with its ETA
     if args.update:
         result = json.loads((args.out / "vs_trl.json").read_text())
         if args.update == "rollout":
             result["vllm"] = run_vllm(w, work, dtype, args.threads)
+            progress.update()
         elif args.update == "trl":
             python = trl_python(work / "trl-venv", args.trl_version)
-            result["trl"] = [run_trl(w, work, f"trl_{stamp}_{rep}", python, args.threads) for rep in range(args.reps)]
+            result["trl"] = []
+            for rep in range(args.reps):
+                result["trl"].append(run_trl(w, work, f"trl_{stamp}_{rep}", python, args.threads))
+                progress.update(last=f"TRL {result['trl'][-1]['median_iteration_s']:.1f} s/iteration")
             ratio = [b["median_iteration_s"] / a["median_iteration_s"] for a, b in zip(result["rlhf_ray"], result["trl"])]
             result["ratio"] = spread(ratio)
         else:
             result["variants"] = (result.pop("variants", None) or result.pop("estimators", {})) \
-                | run_variants(w, work, stamp, variants)
+                | run_variants(w, work, stamp, variants, progress)
         result.setdefault("updated", []).append(f"{args.update} {time.strftime('%Y-%m-%d %H:%M')}")
         print(write_report(result, args.out))
         return
@@ -358,17 +368,17 @@ def main() -> None:
     python = None if args.no_trl else trl_python(work / "trl-venv", args.trl_version)
     print("bench: a standalone vLLM engine and a RolloutActor on the same requests", flush=True)
     vllm = run_vllm(w, work, dtype, args.threads)
-    print(f"bench:   {vllm['ratio']:.2f}x ({vllm['rollout_actor_tokens_per_s']:.0f} vs {vllm['tokens_per_s']:.0f} "
-          f"tokens/s)", flush=True)
+    progress.update(last=f"RolloutActor {vllm['ratio']:.2f}x a standalone engine "
+                         f"({vllm['rollout_actor_tokens_per_s']:.0f} vs {vllm['tokens_per_s']:.0f} tokens/s)")
     ours, theirs = [], []
     for rep in range(args.reps):
         print(f"bench: repetition {rep + 1}/{args.reps}: rlhf_ray", flush=True)
         ours.append(run_rlhf_ray(w, work, f"rlhf_ray_{stamp}_{rep}"))
-        print(f"bench:   {ours[-1]['median_iteration_s']:.1f} s/iteration", flush=True)
+        progress.update(last=f"rlhf_ray {ours[-1]['median_iteration_s']:.1f} s/iteration")
         if python:
             print(f"bench: repetition {rep + 1}/{args.reps}: TRL", flush=True)
             theirs.append(run_trl(w, work, f"trl_{stamp}_{rep}", python, args.threads))
-            print(f"bench:   {theirs[-1]['median_iteration_s']:.1f} s/iteration", flush=True)
+            progress.update(last=f"TRL {theirs[-1]['median_iteration_s']:.1f} s/iteration")
     default = {"default": {"median_iteration_s": statistics.median(x["median_iteration_s"] for x in ours),
                        "phase_s": ours[0]["phase_s"], "peak_gib": max(x["peak_gib"] for x in ours)}}
     precision = resolve_precision(w["cfg"].model.mixed_precision).mode
@@ -379,7 +389,8 @@ def main() -> None:
               "peak_gflops": peak, "precision": "fp32" if precision == "none" else precision,
               "workload": {k: v for k, v in w.items() if k not in ("cfg", "trl_prompts", "vllm_prompts")},
               "rlhf_ray": ours, "trl": theirs, "ratio": ratio, "vllm": vllm, "learner_gflops": rates,
-              "variants": default | run_variants(w, work, stamp, variants)}
+              "variants": default | run_variants(w, work, stamp, variants, progress)}
+    progress.close()
     print(write_report(result, args.out))
 
 

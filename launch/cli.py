@@ -181,7 +181,7 @@ def cmd_seam_score(args) -> None:
     from launch.seam import run_seam_score
 
     cfg, run_dir = _config_and_run_dir(args)
-    s = run_seam_score(cfg, run_dir, policy=args.policy, reward=args.rm)
+    s = run_seam_score(cfg, run_dir, policy=args.policy, reward=args.rm, show_progress=not args.no_progress)
     d = s["seam"]
     print(f"SEAM ({s['variant']}, {s['estimator']}, length penalty {s['length_penalty']}) of {s['prompts']} prompts: "
           f"mean {d.get('mean', float('nan')):.4f}, q10 {d.get('q10', float('nan')):.4f}, "
@@ -435,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "on Ray Data actor pools"))
     p.add_argument("--policy", help="the policy (default: model.policy)")
     p.add_argument("--rm", help="the reward model folder (default: model.reward)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_seam_score)
     p = seam.add_parser("filter", help="drop the lowest-SEAM (or random: seam.filter) share of scored prompts")
     p.add_argument("scores", help="a `seam score` run folder or its seam_scores.jsonl")
@@ -533,8 +534,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.overrides = args.overrides + extra
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    # The project's INFO lines; other libraries' only from WARNING up (all of it with --verbose).
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("rlhf_ray").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from actors.group import ActorDiedError
     from rlhf_ray.config import ConfigError
     from rlhf_ray.data import DataError

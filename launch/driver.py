@@ -5,15 +5,14 @@ the policy. With seam.filter, SeamFilter (launch/seam_online.py) filters each it
 """
 
 import logging
-import sys
 from pathlib import Path
 
 from ray.exceptions import RayActorError, RayTaskError
-from tqdm.auto import tqdm
 
 from actors.group import ActorDiedError
 from rlhf_ray.config import Config
 from rlhf_ray.learning_curve import describe_rise, write_learning_report
+from rlhf_ray.progress import Progress
 from rlhf_ray.run_dir import seed_everything
 from rlhf_ray.training.checkpoint import checkpoint_iteration, latest_checkpoint
 
@@ -66,21 +65,20 @@ def run_ppo_once(cfg: Config, run_dir: Path, show_progress: bool, resume: bool,
     online = OnlineRounds(trainer, show_progress)
     seam = SeamFilter(trainer) if cfg.seam.filter != "none" and buffer_filter is None else None
     trainer.buffer_filter = seam or buffer_filter
-    history = []
+    history, progress = [], None
     try:  # on any error too: free the actors and placement groups (a cluster outlives this driver)
         trainer.start(ckpt)
         online.start(ckpt)  # online rounds' RM learner and gold judge, when configured
         if seam:
             seam.start()  # the SeamActor; scoring borrows the trainer's RolloutActors and RewardActors
-        # A bar in a terminal only: elsewhere the per-iteration log line is the progress.
-        bar = tqdm(range(trainer.state.iteration + 1, total + 1), desc="ppo", unit="iter",
-                   disable=not (show_progress and sys.stderr.isatty()))
-        for it in bar:
+        progress = Progress(total, "ppo", unit="iteration", logger=log, bar=show_progress,
+                            initial=trainer.state.iteration)
+        for it in range(trainer.state.iteration + 1, total + 1):
             # A round starts with its meta set, RM update and push; a resume inside a round goes straight on.
             begin = cfg.online.rounds > 1 and online.starts_round(it)
             row = trainer.step(it, online.begin_round(online.round_of(it), it) if begin else None)
             history.append(row)
-            bar.set_postfix(reward=f"{row['reward/mean']:.3f}", kl=f"{row['kl/mean']:.3f}")
+            progress.update(reward=row["reward/mean"], kl=row["kl/mean"])
             hang_if_asked(it)
             # After the iteration's rows are written: a resume drops rows newer than its checkpoint.
             if (cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0) or it == total:
@@ -93,6 +91,8 @@ def run_ppo_once(cfg: Config, run_dir: Path, show_progress: bool, resume: bool,
                                  f"{str(e).strip().splitlines()[-1]}") from e
         raise
     finally:
+        if progress:
+            progress.close()
         if seam:
             seam.close()
         online.close()

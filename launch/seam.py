@@ -28,6 +28,7 @@ from rlhf_ray.algorithms.seam import SEAM_ESTIMATORS, lowest_fraction, random_fr
 from rlhf_ray.config import Config, ConfigError
 from rlhf_ray.models import load_tokenizer
 from rlhf_ray.models.assets import cache_dir, resolve_model
+from rlhf_ray.progress import Progress
 from rlhf_ray.seam import (
     WorseAnswerCache,
     augment_pairs,
@@ -49,7 +50,8 @@ SCORES, SUMMARY, FILTERED = "seam_scores.jsonl", "seam_summary.json", "seam_prom
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def worse_answers_for(cfg: Config, prompts: list[str], golds: list[str]) -> tuple[list[list[str]], dict]:
+def worse_answers_for(cfg: Config, prompts: list[str], golds: list[str],
+                      show_progress: bool = True) -> tuple[list[list[str]], dict]:
     """seam.k worse answers per prompt (fewer where the builder dropped some), from the cache where it has them."""
     s = cfg.seam
     cache = WorseAnswerCache(Path(s.cache or cache_dir() / "seam") / f"{s.variant}.jsonl")
@@ -64,7 +66,8 @@ def worse_answers_for(cfg: Config, prompts: list[str], golds: list[str]) -> tupl
                 out = degrade_with_endpoint(s.degrader_endpoint, s.degrader, questions, gold_answers, k, seeds,
                                             s.degrader_max_tokens, s.degrader_temperature)
             else:
-                out = keep_worse(ray_degrade(cfg, questions, gold_answers, k, seeds), gold_answers)
+                out = keep_worse(ray_degrade(cfg, questions, gold_answers, k, seeds, show_progress),
+                                 gold_answers)
             stats.update(dropped_empty=out.dropped_empty, dropped_gold_copies=out.dropped_gold,
                          dropped_repeats=out.dropped_repeats)
             log.info("degrader: %d questions; dropped %d empty samples, %d gold copies, %d repeats", len(questions),
@@ -82,7 +85,20 @@ def worse_answers_for(cfg: Config, prompts: list[str], golds: list[str]) -> tupl
     return worse, stats
 
 
-def ray_degrade(cfg: Config, questions: list[str], golds: list[str], k: int, seeds: list[int]) -> list[list[str]]:
+def collect_rows(ds, total: int, desc: str, unit: str, show_progress: bool) -> list[dict]:
+    """A Ray Dataset's rows as its actor pools produce them, counted on the project's progress bar (Ray Data's own
+    per-operator bars off), in the order of their "i" column."""
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    rows = []
+    with Progress(total, desc, unit=unit, logger=log, bar=show_progress) as progress:
+        for row in ds.iter_rows():
+            rows.append(row)
+            progress.update()
+    return sorted(rows, key=lambda row: row["i"])
+
+
+def ray_degrade(cfg: Config, questions: list[str], golds: list[str], k: int, seeds: list[int],
+                show_progress: bool = True) -> list[list[str]]:
     """Raw degrader samples from a Ray Data pool of local degrader engines."""
     r = cfg.rollout
     items = [{"i": i, "question": q, "gold": g, "seed": s} for i, (q, g, s) in enumerate(zip(questions, golds, seeds))]
@@ -93,10 +109,11 @@ def ray_degrade(cfg: Config, questions: list[str], golds: list[str], k: int, see
                                    engine=r.engine, dtype=r.dtype, max_model_len=r.max_model_len,
                                    kv_cache_gib=r.kv_cache_gib, k=k, max_tokens=cfg.seam.degrader_max_tokens,
                                    temperature=cfg.seam.degrader_temperature))
-    return [list(row["samples"]) for row in sorted(ds.take_all(), key=lambda row: row["i"])]
+    return [list(row["samples"]) for row in collect_rows(ds, len(items), "seam degrade", "question", show_progress)]
 
 
-def score_answers(cfg: Config, policy_dir: Path, reward_dir: str, flat, eos_id: int) -> list[dict]:
+def score_answers(cfg: Config, policy_dir: Path, reward_dir: str, flat, eos_id: int,
+                  show_progress: bool = True) -> list[dict]:
     """Each flat (prompt, answer) pair's summed policy log-prob, token count and reward, through two actor pools."""
     r, s = cfg.rollout, cfg.seam
     items = [{"i": i, "prompt_ids": p, "answer_ids": a, "policy_answer_ids": a + [eos_id]}
@@ -115,7 +132,8 @@ def score_answers(cfg: Config, policy_dir: Path, reward_dir: str, flat, eos_id: 
         num_cpus=cfg.reward.resources.num_cpus, num_gpus=cfg.reward.resources.num_gpus,
         fn_constructor_kwargs=dict(model_dir=reward_dir, mixed_precision=cfg.model.mixed_precision,
                                    batch_size=cfg.reward.batch_size))
-    rows = sorted(ds.select_columns(["i", "logprob_sum", "length", "reward"]).take_all(), key=lambda row: row["i"])
+    rows = collect_rows(ds.select_columns(["i", "logprob_sum", "length", "reward"]), len(items), "seam score",
+                        "answer", show_progress)
     if len(rows) != len(items):
         raise RuntimeError(f"SEAM scoring returned {len(rows)} of {len(items)} (prompt, answer) rows")
     return rows
@@ -139,7 +157,8 @@ def distribution(scores: torch.Tensor) -> dict:
             "min": float(x.min()), "max": float(x.max())} | {f"q{int(p * 100):02d}": v for p, v in zip(QUANTILES, q)}
 
 
-def run_seam_score(cfg: Config, run_dir: Path, policy: str | None = None, reward: str | None = None) -> dict:
+def run_seam_score(cfg: Config, run_dir: Path, policy: str | None = None, reward: str | None = None,
+                   show_progress: bool = True) -> dict:
     """Score the RL prompts of cfg.data; writes seam_scores.jsonl and seam_summary.json into run_dir."""
     reward = reward or cfg.model.reward
     if not reward:
@@ -154,12 +173,12 @@ def run_seam_score(cfg: Config, run_dir: Path, policy: str | None = None, reward
     prompt_ids = seam_prompt_ids(cfg, tokenizer, rows)
     init_ray(cfg.cluster, run_dir)
     t0 = time.perf_counter()
-    worse, build_stats = worse_answers_for(cfg, prompts, golds)
+    worse, build_stats = worse_answers_for(cfg, prompts, golds, show_progress)
     flat = flatten_answers(prompt_ids, golds, worse, tokenizer, cfg.seam.max_answer_tokens)
     log.info("scoring %d (prompt, answer) pairs of %d prompts with %s and %s", len(flat.where), len(prompts),
              policy_dir, reward)
     t1 = time.perf_counter()
-    scored = score_answers(cfg, policy_dir, reward, flat, tokenizer.eos_token_id)
+    scored = score_answers(cfg, policy_dir, reward, flat, tokenizer.eos_token_id, show_progress)
     score_seconds = time.perf_counter() - t1
     lp, n, r = ([row[key] for row in scored] for key in ("logprob_sum", "length", "reward"))
     # Every estimator, and the two that read log-likelihoods also without the length penalty (count does not).

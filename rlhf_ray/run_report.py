@@ -175,7 +175,7 @@ PAGE = """<!doctype html>
 <style>
 body {{ font-family: sans-serif; margin: 2em; max-width: 1300px; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 1em; }}
-figure {{ margin: 0; }} figure img {{ max-width: 620px; }}
+figure {{ margin: 0 1em 1em 0; display: inline-block; vertical-align: top; }} figure img {{ max-width: 620px; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }}
 pre {{ background: #f6f6f6; padding: 0.5em; overflow-x: auto; }}

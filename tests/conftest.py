@@ -115,3 +115,15 @@ def online_run(online_config):
 
     train(online_config[0], "straight")
     return online_config
+
+
+@pytest.fixture(scope="session")
+def straight_run(tiny_model_dir, tmp_path_factory):
+    """(config, runs folder) after `rlhf-ray train` of write_fault_config straight through, in runs/straight (its
+    console in straight.log beside the config)."""
+    from subprocess_runs import train, write_fault_config
+
+    tmp_path = tmp_path_factory.mktemp("fault")
+    config = write_fault_config(tmp_path, tiny_model_dir)
+    train(config, "straight")
+    return config, tmp_path / "runs"

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from rlhf_ray.metrics import read_metrics
 
 
@@ -45,3 +47,22 @@ def numeric(row):
 
 def samples(run_dir):
     return [(s["step"], s["prompt_index"], s["response"]) for s in map(json.loads, (run_dir / "samples.jsonl").open())]
+
+
+def write_fault_config(tmp_path, tiny_model_dir):
+    """A 3-iteration run of every distributed role (2 RolloutActors, a reward function, 2 learner ranks, ZeRO 2)."""
+    cfg = {
+        "run": {"output_dir": str(tmp_path / "runs"), "checkpoint_every": 1},
+        "data": {"max_pairs": 64},
+        "model": {"policy": str(tiny_model_dir)},
+        "cluster": {"num_cpus": 6},
+        "rollout": {"num_actors": 2, "max_model_len": 160, "max_new_tokens": 16, "n_samples": 4, "kv_cache_gib": 0.5,
+                    "temperature": 1.0, "top_p": 1.0},
+        "reward": {"function": "rlhf_ray.rewards:target_token_fraction", "function_kwargs": {"target_ids": list(range(256))}},
+        "learner": {"world_size": 2, "zero_stage": 2, "micro_batch_size": 8, "actor_lr": 1e-2},
+        "ppo": {"iterations": 3, "prompts_per_iteration": 4, "advantage_estimator": "rloo"},
+        "sync": {"transport": "collective"},  # a restarted RolloutActor must re-join the broadcast group
+    }
+    path = tmp_path / "fault.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

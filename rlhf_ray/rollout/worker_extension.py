@@ -1,17 +1,9 @@
 """Methods vLLM mixes into each of its workers (LLM(worker_extension_cls=...)), called via llm.collective_rpc."""
 
-import logging
-
 from ..weight_codec import make_weight_group, receive_state_dict, unpack_state_dict
+from .vllm_logging import quiet_vllm_logs
 
-
-def _not_rotary_reload(record: logging.LogRecord) -> bool:
-    # A rotary embedding's cos/sin cache is computed, never in a checkpoint: vLLM warns that it "failed to load" at
-    # every reload and puts the computed cache back, which is right. Other layers' warnings pass.
-    return "RotaryEmbedding: Failed to load weights" not in record.getMessage()
-
-
-logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_not_rotary_reload)
+quiet_vllm_logs()  # in whichever process vLLM runs its worker (the actor's, or its own with multiprocessing)
 
 
 class WeightSyncExtension:
