@@ -33,6 +33,8 @@ fi
 
 echo "setup: checking imports"
 "$VENV/bin/python" - <<'PY'
+from rlhf_ray.environment import apply_defaults
+apply_defaults()  # as every rlhf_ray process: DeepSpeed told its accelerator (no "unable to detect" warning)
 import deepspeed, ray, torch, vllm, transformers, datasets
 print(f"setup: torch {torch.__version__}, vllm {vllm.__version__}, ray {ray.__version__}, "
       f"deepspeed {deepspeed.__version__}, transformers {transformers.__version__}, datasets {datasets.__version__}")
