@@ -28,7 +28,7 @@ from rlhf_ray.config import Config
 from rlhf_ray.data import load_preferences, load_prompt_rows, prompt_dataset
 from rlhf_ray.data.prompts import keep_listed_prompts
 from rlhf_ray.data.tokenize import render_prompt
-from rlhf_ray.device import announce_precision
+from rlhf_ray.device import announce_precision, engine_logprobs_match
 from rlhf_ray.metrics import MetricsLogger
 from rlhf_ray.models import load_tokenizer, reward_model_from_lm
 from rlhf_ray.models.assets import resolve_model
@@ -79,6 +79,7 @@ class PPOTrainer:
         self.rollout = self.reward = self.learner = self.shared_pg = self.weights = None
         self.metrics = self.samples = None
         self.served_app: str | None = None  # the Serve app this trainer deployed (reward.remote: serve), deleted on close
+        self.old_logprobs = cfg.ppo.old_logprobs  # where the PPO ratio's denominator comes from; start() may overrule
         self.rows_learned: list[int] = []  # row_id of every buffer row the last learn phase trained on
         self.rollout_hooks: list[RolloutHook] = []
         self.checkpoint_parts: list[CheckpointPart] = []
@@ -94,6 +95,12 @@ class PPOTrainer:
         cfg = self.cfg
         precision = announce_precision(cfg.model.mixed_precision)  # each actor decides again for its own node
         rollout_precision = announce_precision(cfg.rollout.dtype, knob="rollout.dtype")
+        if cfg.ppo.old_logprobs == "rollout":  # the engine's log-probs serve only where they equal the learner's
+            match, why = engine_logprobs_match(precision, rollout_precision)
+            self.old_logprobs = "rollout" if match else "learner"
+            if not match:
+                log.info("ppo.old_logprobs=rollout -> learner: %s, so their log-probs differ; the PPO ratio and the "
+                         "KL penalty take the learner's own (one forward more)", why)
         self.policy_dir = resolve_model(cfg.model.policy)
         self.tokenizer = load_tokenizer(self.policy_dir)
         self.prompt_rows = rl_prompt_rows(cfg)  # texts and gold answers (SEAM); self.prompts: their token ids
@@ -286,7 +293,7 @@ class PPOTrainer:
         the rows sharded over the learner ranks."""
         rows = {k: batch[k] for k in ("input_ids", "attention_mask", "action_mask")}
         shards = ZeroShards.split(len(batch["input_ids"]), len(self.learner), self.cfg.learner.micro_batch_size)
-        policy = self.cfg.ppo.old_logprobs == "learner"
+        policy = self.old_logprobs == "learner"
         parts = shards.unpad(self.learner.run_zero_shards("experience", rows, shards, policy))
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 

@@ -74,6 +74,17 @@ class Precision:
         return "bfloat16" if self.mode == "bf16" else "float32"
 
 
+def engine_logprobs_match(learner: Precision, engine: Precision) -> tuple[bool, str]:
+    """Whether the rollout engine's log-probs of its samples equal the learner's (so can stand in for a forward): only
+    when both compute in fp32. A bf16 learner reads fp32 master weights rounded to bf16 at every forward; once they
+    leave bf16's grid its log-probs part from an fp32 engine's (measured 0.28 nats/token, 42 % of tokens outside a
+    0.2 clip range, after the quickstart's 12 iterations; 0.02 at its start)."""
+    if learner.mode == "none" and engine.engine_dtype == "float32":
+        return True, "learner and engine both compute in fp32"
+    learner_side = "per GPU" if learner.mode == PER_GPU else "in fp32" if learner.mode == "none" else "in bf16"
+    return False, f"the learner computes {learner_side} and the engine holds {engine.engine_dtype}"
+
+
 def native_bf16(device: str = "cpu", flags: frozenset[str] | set[str] | None = None,
                 cuda_bf16: bool | None = None) -> tuple[bool, str]:
     """Whether this hardware computes bf16 natively, and the evidence in words."""

@@ -34,6 +34,7 @@ def test_grpo_runs_without_a_critic(ray_local, ppo_config, tmp_path):
     trainer = PPOTrainer(cfg, run_dir, show_progress=False)
     try:
         trainer.start()
+        assert trainer.old_logprobs == "rollout"  # both in fp32: the engine's log-probs serve
         rows = trainer.prompt_rows  # the file's prompts, in its order
         assert list(rows["format"]) == ["plain"] * 4 + ["messages"] * 4 and len(trainer.prompts) == 8
         assert list(rows["gold"]) == [None] * 8 and rows["prompt"][0] == "Count to 0."

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhf_ray import device
-from rlhf_ray.device import announce_precision, autocast, resolve_precision
+from rlhf_ray.device import Precision, announce_precision, autocast, resolve_precision
 
 ZEN3 = {"fpu", "sse2", "avx", "avx2", "fma"}  # AVX2 only: bf16 emulated
 SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
@@ -84,3 +84,12 @@ def test_on_a_gpu_machine_the_driver_leaves_the_decision_to_each_actor(monkeypat
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **_: pytest.fail("the driver probed the GPU"))
     assert announce_precision("auto").mode == device.PER_GPU
     assert announce_precision("none").mode == "none"
+
+
+def test_the_engines_logprobs_stand_in_for_the_learners_only_when_both_compute_in_fp32():
+    fp32, bf16 = Precision("none", "fp32"), Precision("bf16", "bf16")
+    assert device.engine_logprobs_match(fp32, fp32) == (True, "learner and engine both compute in fp32")
+    match, why = device.engine_logprobs_match(bf16, fp32)  # the quickstart on a native-bf16 CPU
+    assert not match and why == "the learner computes in bf16 and the engine holds float32"
+    assert not device.engine_logprobs_match(fp32, bf16)[0]  # a bf16 engine rounds its own way
+    assert not device.engine_logprobs_match(Precision(device.PER_GPU, "per GPU"), fp32)[0]  # unknown until each GPU decides
