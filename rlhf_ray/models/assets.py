@@ -59,8 +59,8 @@ def cache_dir() -> Path:
 
 @contextlib.contextmanager
 def _library_output_kept():
-    """pip's and transformers' own output (index warnings, download and conversion bars) kept out of the console, and
-    shown only when the step fails."""
+    """transformers' own output during the GGUF conversion (its per-tensor bars) kept out of the console, and shown
+    only when the conversion fails (pip's output is captured by _download the same way)."""
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
