@@ -9,7 +9,8 @@ sequence: TRL's PPO draws one response per prompt. The settings map onto PPOConf
   --batch N        sequences per update = per_device_train_batch_size x gradient_accumulation_steps
   --mini-batch M   sequences per optimizer step: per_device_train_batch_size M, num_mini_batches N/M
   --updates U      total_episodes U x N (one trainer step is one update: generate, score, PPO epochs)
-Traps handled here: TRL defaults to bf16 (forced off: fp32 weights as in rlhf_ray on a CPU without native bf16); its
+Traps handled here: TRL defaults to bf16 (on only with --bf16, which the harness passes where rlhf_ray's learner runs bf16
+autocast: fp32 master weights in both, each system's own mixed-precision path); its
 accelerator accumulates gradients over N/M mini-batches so the optimizer would not step once per mini-batch (reset to
 1; huggingface/trl#5645); SmolLM2's pad token is its EOS, which TRL masks out of attention everywhere (pad with
 <|endoftext|> instead); queries must be left-padded; responses stop at EOS (stop_token="eos"); its data loader
@@ -44,6 +45,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-6)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="TRL's bf16 mixed precision (fp32 weights, bf16 autocast)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     if a.batch % a.mini_batch:
@@ -88,7 +90,7 @@ def main() -> None:
 
     steps = a.batch // a.mini_batch
     cfg = PPOConfig(
-        output_dir=os.path.join(os.path.dirname(os.path.abspath(a.out)), "trl_output"), use_cpu=True, bf16=False,
+        output_dir=os.path.join(os.path.dirname(os.path.abspath(a.out)), "trl_output"), use_cpu=True, bf16=a.bf16,
         fp16=False, per_device_train_batch_size=a.mini_batch, gradient_accumulation_steps=steps,
         num_mini_batches=steps, num_ppo_epochs=a.ppo_epochs, total_episodes=a.updates * a.batch,
         response_length=a.response_length, local_rollout_forward_batch_size=a.batch, temperature=a.temperature,
@@ -153,7 +155,7 @@ def main() -> None:
     steady = timer.phases[1:] or timer.phases  # the first update is warm-up, as in the harness
     result = {"update_s": timer.update_s, "phase_s": {k: statistics.median(p[k] for p in steady) for k in steady[0]},
               "phase_s_per_update": timer.phases,
-              "optimizer_steps": optimizer_steps[0],
+              "optimizer_steps": optimizer_steps[0], "precision": "bf16" if a.bf16 else "fp32",
               "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__,
                            "python": platform.python_version(), "threads": torch.get_num_threads()}}
     with open(a.out, "w") as f:

@@ -40,7 +40,8 @@ from flops import ModelFlops, learner_flops, matmul_gflops
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from rlhf_ray.progress import Progress  # noqa: E402  (the repository root on the path first)
+from rlhf_ray.device import resolve_precision  # noqa: E402  (the repository root on the path first)
+from rlhf_ray.progress import Progress  # noqa: E402
 
 TRL_VERSION = "1.12.0"  # the last TRL with a PPOTrainer (trl.experimental.ppo); 1.13-1.16 ship none
 PHASES = ("rollout", "score", "experience", "learn", "sync")
@@ -184,6 +185,8 @@ def run_trl(w: dict, work: Path, name: str, python: Path, threads: int) -> dict:
            str(w["max_new_tokens"]), "--ppo-epochs", str(w["ppo_epochs"]), "--mini-batch", str(w["mini_batch"]),
            "--updates", str(w["iterations"]), "--temperature", "1.0", "--kl-coef", str(w["cfg"].ppo.kl_coef),
            "--lr", str(w["cfg"].learner.actor_lr), "--seed", "0", "--out", str(out)]
+    if resolve_precision(w["cfg"].model.mixed_precision).mode == "bf16":
+        cmd.append("--bf16")  # equal settings: TRL's bf16 mixed precision where rlhf_ray's learner runs bf16
     env = {"OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     peak = run_measured(cmd, work / f"{name}.log", env)
     result = json.loads(out.read_text())
@@ -191,7 +194,8 @@ def run_trl(w: dict, work: Path, name: str, python: Path, threads: int) -> dict:
     median = statistics.median(steady)
     return {"name": name, "iteration_s": steady, "median_iteration_s": median,
             "samples_per_s": w["sequences"] / median, "phase_s": result.get("phase_s", {}),
-            "response_length": result.get("response_length"), "peak_gib": peak, "trl": result.get("versions", {})}
+            "response_length": result.get("response_length"), "peak_gib": peak, "trl": result.get("versions", {}),
+            "precision": result.get("precision")}
 
 
 def run_vllm(w: dict, work: Path, dtype: str, threads: int) -> dict:
@@ -246,7 +250,8 @@ def write_report(result: dict, out: Path) -> str:
              f"Workload: SmolLM2-135M-Instruct, {w['prompts']} prompts x {w['n_samples']} samples = {w['sequences']} "
              f"sequences per iteration, up to {w['max_new_tokens']} new tokens, {w['ppo_epochs']} PPO epoch(s), "
              f"optimizer steps of {w['mini_batch']} sequences; {w['iterations']} iterations per run, the first left "
-             f"out; {len(r)} repetitions. TRL {t[0]['trl'].get('trl', '?') if t else '-'}.", "",
+             f"out; {len(r)} repetitions. TRL {t[0]['trl'].get('trl', '?') if t else '-'}"
+             f"{' in ' + t[0]['precision'] if t and t[0].get('precision') else ''}.", "",
              *([f"Parts rerun into these results later, on the same machine: {'; '.join(result['updated'])}.", ""]
                if result.get("updated") else []),
              "| system | s / iteration (median of runs) | min | max | samples/s | peak memory GiB |",
@@ -333,8 +338,6 @@ def main() -> None:
     (work / "runs").mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-
-    from rlhf_ray.device import resolve_precision
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     w = workload(args, work)
