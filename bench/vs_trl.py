@@ -41,6 +41,7 @@ from flops import ModelFlops, learner_flops, matmul_gflops
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from rlhf_ray.device import resolve_precision  # noqa: E402  (the repository root on the path first)
+from rlhf_ray.environment import apply_defaults  # noqa: E402
 from rlhf_ray.progress import Progress  # noqa: E402
 
 TRL_VERSION = "1.12.0"  # the last TRL with a PPOTrainer (trl.experimental.ppo); 1.13-1.16 ship none
@@ -231,11 +232,11 @@ def learner_rates(run: dict, w: dict, critic: bool = True) -> dict:
 
 
 def machine() -> dict:
-    from rlhf_ray.device import native_bf16
+    from rlhf_ray.device import cpu_flags, native_bf16
 
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                  platform.processor())
-    bf16, why = native_bf16("cpu") if not torch.cuda.is_available() else (True, "cuda")
+    bf16, why = native_bf16("cpu", cpu_flags()) if not torch.cuda.is_available() else (True, "cuda")
     return {"cpu": model, "cores": os.cpu_count(), "native_bf16": bf16, "why": why, "python": platform.python_version(),
             "torch": torch.__version__}
 
@@ -333,7 +334,7 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_defaults()  # rlhf_ray's environment: offline hub, no per-update bars of transformers in this console
     work = args.work.resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
