@@ -4,7 +4,7 @@
     .venv/bin/python bench/vs_trl.py --update rollout|trl|variants   # rerun one part into the saved results
 
 The workload is the quickstart's (configs/quickstart.yaml): SmolLM2-135M-Instruct, 4 shipped HH-RLHF prompts x 4
-samples = 16 sequences per iteration, up to 48 new tokens, 1 PPO epoch in optimizer steps of 4 sequences, a reward
+samples = 16 sequences per iteration, its rollout.max_new_tokens (96), 1 PPO epoch in optimizer steps of 4 sequences, a reward
 model and a critic on the policy's backbone (a fresh head, the same folder for both systems), KL coefficient 0.05.
 Both sample at temperature 1, top-p 1, no repetition penalty, and get the same prompt tokens: TRL's PPO draws one
 response per prompt, so its dataset holds each of the iteration's prompts 4 times.

@@ -101,10 +101,10 @@ class PPOTrainer:
             if not match:
                 log.info("ppo.old_logprobs=rollout -> learner: %s, so their log-probs differ; the PPO ratio and the "
                          "KL penalty take the learner's own (one forward more)", why)
-        if reshaped := sampling_params(cfg, seed=0).reshaping():
+        if departures := sampling_params(cfg, seed=0).departures_from_policy():
             # MOSS samples this way too; PPO's ratio and KL read the policy at temperature 1 all the same.
             log.info("rollout samples at %s: not the policy's own distribution, while PPO's log-probs are the "
-                     "policy's at temperature 1 (its ratio treats the samples as the policy's)", ", ".join(reshaped))
+                     "policy's at temperature 1 (its ratio treats the samples as the policy's)", ", ".join(departures))
         self.policy_dir = resolve_model(cfg.model.policy)
         self.tokenizer = load_tokenizer(self.policy_dir)
         self.prompt_rows = rl_prompt_rows(cfg)  # texts and gold answers (SEAM); self.prompts: their token ids

@@ -20,11 +20,12 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def reshaping(self) -> list[str]:
+    def departures_from_policy(self) -> list[str]:
         """How sampling departs from the policy's own distribution (temperature 1, nothing cut or penalised): each
         departure in words; empty when the samples are the policy's."""
         return [f"{name} {value}" for name, value, plain in (
-            ("temperature", self.temperature, 1.0), ("top-p", self.top_p, 1.0), ("top-k", self.top_k, -1),
+            ("temperature", self.temperature, 1.0), ("top-p", self.top_p, 1.0),
+            ("top-k", self.top_k if self.top_k > 0 else -1, -1),  # 0 and -1 both mean off
             ("repetition penalty", self.repetition_penalty, 1.0)) if value != plain]
 
 
