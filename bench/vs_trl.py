@@ -148,7 +148,14 @@ def workload(args, work: Path) -> dict:
     return {"cfg": cfg, "overrides": overrides + [f"model.reward={rm}"], "policy": str(policy), "rm": str(rm),
             "trl_prompts": trl_rows, "vllm_prompts": vllm_rows, "sequences": per_iter * n, "prompts": per_iter,
             "n_samples": n, "max_new_tokens": cfg.rollout.max_new_tokens, "ppo_epochs": cfg.learner.ppo_epochs,
-            "mini_batch": cfg.learner.micro_batch_size, "iterations": args.iterations}
+            "mini_batch": cfg.learner.micro_batch_size, "iterations": args.iterations,
+            "precision": learner_precision(cfg)}  # decided once: the report's and TRL's
+
+
+def learner_precision(cfg) -> str:
+    """rlhf_ray's learner precision on this machine, as the report names it (fp32, bf16, or per GPU)."""
+    mode = resolve_precision(cfg.model.mixed_precision).mode
+    return "fp32" if mode == "none" else mode
 
 
 # ------------------------------------------------------------------------------------------------ the runs
@@ -186,7 +193,7 @@ def run_trl(w: dict, work: Path, name: str, python: Path, threads: int) -> dict:
            str(w["max_new_tokens"]), "--ppo-epochs", str(w["ppo_epochs"]), "--mini-batch", str(w["mini_batch"]),
            "--updates", str(w["iterations"]), "--temperature", "1.0", "--kl-coef", str(w["cfg"].ppo.kl_coef),
            "--lr", str(w["cfg"].learner.actor_lr), "--seed", "0", "--out", str(out)]
-    if resolve_precision(w["cfg"].model.mixed_precision).mode == "bf16":
+    if w["precision"] == "bf16":
         cmd.append("--bf16")  # equal settings: TRL's bf16 mixed precision where rlhf_ray's learner runs bf16
     env = {"OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     peak = run_measured(cmd, work / f"{name}.log", env)
@@ -385,13 +392,12 @@ def main() -> None:
             progress.update(last=f"TRL {theirs[-1]['median_iteration_s']:.1f} s/iteration")
     default = {"default": {"median_iteration_s": statistics.median(x["median_iteration_s"] for x in ours),
                        "phase_s": ours[0]["phase_s"], "peak_gib": max(x["peak_gib"] for x in ours)}}
-    precision = resolve_precision(w["cfg"].model.mixed_precision).mode
     rates = learner_rates(ours[0], w)
     rates |= {"learn_fraction_fp32": rates["learn"] / peak["fp32"], "learn_fraction_bf16": rates["learn"] / peak["bf16"]}
     ratio = spread([b["median_iteration_s"] / a["median_iteration_s"] for a, b in zip(ours, theirs)]) if theirs else None
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "threads": args.threads,
-              "peak_gflops": peak, "precision": "fp32" if precision == "none" else precision,
-              "workload": {k: v for k, v in w.items() if k not in ("cfg", "trl_prompts", "vllm_prompts")},
+              "peak_gflops": peak, "precision": w["precision"],
+              "workload": {k: v for k, v in w.items() if k not in ("cfg", "trl_prompts", "vllm_prompts", "precision")},
               "rlhf_ray": ours, "trl": theirs, "ratio": ratio, "vllm": vllm, "learner_gflops": rates,
               "variants": default | run_variants(w, work, stamp, variants, progress)}
     progress.close()
